@@ -1,0 +1,19 @@
+use kestrel_graph::GraphError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// The inputs given to a run do not fit the graph.
+    #[error("input '{name}': {message}")]
+    Input { name: String, message: String },
+    /// The graph itself is inconsistent, or its shapes do not work for these inputs.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A node cannot run on the shapes it was given.
+    #[error("node '{node}' ({op}): {message}")]
+    Node {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
+}

@@ -1,0 +1,407 @@
+//! One operator on concrete tensors. Shapes were inferred (and so checked) before a run, so the
+//! errors here are the few conditions shape inference cannot see.
+
+use kestrel_graph::{
+    resolve_padding, BinaryOp, ConvAttrs, GemmAttrs, LrnAttrs, Op, PoolAttrs, PoolKind, Tensor,
+};
+use kestrel_kernels as k;
+
+type ExecResult = Result<Tensor, String>;
+
+pub(crate) fn execute(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+    let x = inputs[0];
+    match op {
+        Op::Conv(attrs) => conv(attrs, x, inputs[1], inputs.get(2).copied(), out_shape),
+        Op::Pool(attrs) => pool(attrs, x, out_shape),
+        Op::GlobalAveragePool => {
+            let (n, c) = (x.shape()[0], x.shape()[1]);
+            let hw: usize = x.shape()[2..].iter().product();
+            let mut out = Tensor::zeros(out_shape.to_vec());
+            for (src, dst) in chunks(x.data(), c * hw, n).zip(out.data_mut().chunks_mut(c)) {
+                k::global_avg_pool_f32(c, hw, src, dst);
+            }
+            Ok(out)
+        }
+        Op::ReduceMean { axes, .. } => Ok(reduce_mean(x, axes, out_shape)),
+        Op::Relu => Ok(map(x, |v| if v < 0.0 { 0.0 } else { v })),
+        Op::Clip { min, max } => {
+            let mut out = x.clone();
+            k::clip_f32(out.data_mut(), *min, *max);
+            Ok(out)
+        }
+        Op::Sigmoid => Ok(map(x, |v| 1.0 / (1.0 + (-v).exp()))),
+        Op::Lrn(attrs) => lrn(attrs, x),
+        Op::BatchNorm { epsilon } => batch_norm(*epsilon, inputs),
+        Op::Binary(op) => {
+            let mut out = Tensor::zeros(out_shape.to_vec());
+            k::binary_broadcast_f32(
+                kernel_binary(*op),
+                x.data(),
+                x.shape(),
+                inputs[1].data(),
+                inputs[1].shape(),
+                out.data_mut(),
+                out_shape,
+            );
+            Ok(out)
+        }
+        Op::Concat { axis } => Ok(concat(inputs, *axis, out_shape)),
+        Op::Gemm(attrs) => gemm(attrs, inputs, out_shape),
+        Op::MatMul => Ok(matmul(x, inputs[1], out_shape)),
+        Op::Transpose { perm } => {
+            let mut out = Tensor::zeros(out_shape.to_vec());
+            k::transpose_f32(x.data(), x.shape(), perm, out.data_mut());
+            Ok(out)
+        }
+        Op::Softmax { axis, coerce_2d } => Ok(softmax(x, *axis, *coerce_2d)),
+        Op::Pad { pads, value } => {
+            let mut out = Tensor::zeros(out_shape.to_vec());
+            k::pad_constant_f32(x.data(), x.shape(), pads, *value, out.data_mut());
+            Ok(out)
+        }
+        Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity => x
+            .clone()
+            .reshaped(out_shape.to_vec())
+            .ok_or_else(|| format!("cannot view {:?} as {out_shape:?}", x.shape())),
+    }
+}
+
+/// `n` consecutive chunks of `len` elements (an empty iterator when `len` is 0, which
+/// `chunks` would reject).
+fn chunks(data: &[f32], len: usize, n: usize) -> impl Iterator<Item = &[f32]> {
+    (0..n).map(move |i| &data[i * len..(i + 1) * len])
+}
+
+fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    let mut out = x.clone();
+    for v in out.data_mut() {
+        *v = f(*v);
+    }
+    out
+}
+
+fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
+    match op {
+        BinaryOp::Add => k::BinaryOp::Add,
+        BinaryOp::Sub => k::BinaryOp::Sub,
+        BinaryOp::Mul => k::BinaryOp::Mul,
+        BinaryOp::Div => k::BinaryOp::Div,
+        BinaryOp::Max => k::BinaryOp::Max,
+        BinaryOp::Min => k::BinaryOp::Min,
+        BinaryOp::Pow => k::BinaryOp::Pow,
+    }
+}
+
+fn conv(
+    attrs: &ConvAttrs,
+    x: &Tensor,
+    weights: &Tensor,
+    bias: Option<&Tensor>,
+    out_shape: &[usize],
+) -> ExecResult {
+    let (n, c, h, w) = nchw(x.shape());
+    let (begin, _) = resolve_padding(
+        &attrs.padding,
+        [h, w],
+        attrs.kernel,
+        attrs.strides,
+        attrs.dilations,
+    );
+    let geometry = k::Conv2dGeometry {
+        in_channels: c,
+        in_h: h,
+        in_w: w,
+        out_channels: out_shape[1],
+        out_h: out_shape[2],
+        out_w: out_shape[3],
+        kernel_h: attrs.kernel[0],
+        kernel_w: attrs.kernel[1],
+        stride_h: attrs.strides[0],
+        stride_w: attrs.strides[1],
+        dilation_h: attrs.dilations[0],
+        dilation_w: attrs.dilations[1],
+        pad_top: begin[0],
+        pad_left: begin[1],
+        groups: attrs.groups,
+    };
+    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
+        return Err("strides and dilations must be positive".into());
+    }
+    let mut out = Tensor::zeros(out_shape.to_vec());
+    let out_len: usize = out_shape[1..].iter().product();
+    let mut dst = out.data_mut().chunks_mut(out_len.max(1));
+    for src in chunks(x.data(), c * h * w, n) {
+        let dst = dst.next().expect("one output image per input image");
+        k::conv2d_f32(
+            &geometry,
+            src,
+            weights.data(),
+            bias.map(Tensor::data),
+            dst,
+        );
+    }
+    Ok(out)
+}
+
+fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
+    let (n, c, h, w) = nchw(x.shape());
+    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
+        return Err("strides and dilations must be positive".into());
+    }
+    let (begin, end) = resolve_padding(
+        &attrs.padding,
+        [h, w],
+        attrs.kernel,
+        attrs.strides,
+        attrs.dilations,
+    );
+    let geometry = k::Pool2dGeometry {
+        channels: c,
+        in_h: h,
+        in_w: w,
+        out_h: out_shape[2],
+        out_w: out_shape[3],
+        kernel_h: attrs.kernel[0],
+        kernel_w: attrs.kernel[1],
+        stride_h: attrs.strides[0],
+        stride_w: attrs.strides[1],
+        dilation_h: attrs.dilations[0],
+        dilation_w: attrs.dilations[1],
+        pad_top: begin[0],
+        pad_left: begin[1],
+        pad_bottom: end[0],
+        pad_right: end[1],
+    };
+    let mut out = Tensor::zeros(out_shape.to_vec());
+    let out_len = c * out_shape[2] * out_shape[3];
+    let mut dst = out.data_mut().chunks_mut(out_len.max(1));
+    for src in chunks(x.data(), c * h * w, n) {
+        let dst = dst.next().expect("one output image per input image");
+        match attrs.kind {
+            PoolKind::Max => k::max_pool2d_f32(&geometry, src, dst),
+            PoolKind::Average { count_include_pad } => {
+                k::avg_pool2d_f32(&geometry, count_include_pad, src, dst)
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn nchw(shape: &[usize]) -> (usize, usize, usize, usize) {
+    (shape[0], shape[1], shape[2], shape[3])
+}
+
+fn lrn(attrs: &LrnAttrs, x: &Tensor) -> ExecResult {
+    let (n, c, h, w) = nchw(x.shape());
+    let mut out = Tensor::zeros(x.shape().to_vec());
+    let image = c * h * w;
+    let mut dst = out.data_mut().chunks_mut(image.max(1));
+    for src in chunks(x.data(), image, n) {
+        let dst = dst.next().expect("one output image per input image");
+        k::lrn_f32(
+            c, h * w, attrs.size, attrs.alpha, attrs.beta, attrs.bias, src, dst,
+        );
+    }
+    Ok(out)
+}
+
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta, applied as one scale and shift per channel.
+fn batch_norm(epsilon: f32, inputs: &[&Tensor]) -> ExecResult {
+    let x = inputs[0];
+    let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|i| inputs[i].data());
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let hw: usize = x.shape()[2..].iter().product();
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(var)
+        .map(|(&g, &v)| g / (v + epsilon).sqrt())
+        .collect();
+    let shift: Vec<f32> = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, &m), &s)| b - m * s)
+        .collect();
+    let mut out = Tensor::zeros(x.shape().to_vec());
+    let image = c * hw;
+    let mut dst = out.data_mut().chunks_mut(image.max(1));
+    for src in chunks(x.data(), image, n) {
+        let dst = dst.next().expect("one output image per input image");
+        k::channel_affine_f32(c, hw, &scale, &shift, src, dst);
+    }
+    Ok(out)
+}
+
+fn concat(inputs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Tensor {
+    let outer: usize = out_shape[..axis].iter().product();
+    let inner: usize = out_shape[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    for o in 0..outer {
+        for t in inputs {
+            let block = t.shape()[axis] * inner;
+            out.extend_from_slice(&t.data()[o * block..(o + 1) * block]);
+        }
+    }
+    Tensor::new(out_shape.to_vec(), out).expect("concat fills its output")
+}
+
+/// alpha * A' B' + beta * C, C broadcast to [m, n].
+fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+    let (a, b) = (inputs[0], inputs[1]);
+    let (m, n) = (out_shape[0], out_shape[1]);
+    let k_dim = if attrs.trans_a { a.shape()[0] } else { a.shape()[1] };
+    let mut out = Tensor::zeros(out_shape.to_vec());
+    if let Some(c) = inputs.get(2) {
+        if attrs.beta != 0.0 {
+            let mut scaled = vec![0.0; m * n];
+            let beta = [attrs.beta];
+            k::binary_broadcast_f32(
+                k::BinaryOp::Mul,
+                c.data(),
+                c.shape(),
+                &beta,
+                &[],
+                &mut scaled,
+                out_shape,
+            );
+            out.data_mut().copy_from_slice(&scaled);
+        }
+    }
+    k::gemm_f32(
+        m,
+        n,
+        k_dim,
+        a.data(),
+        attrs.trans_a,
+        b.data(),
+        attrs.trans_b,
+        attrs.alpha,
+        out.data_mut(),
+    );
+    Ok(out)
+}
+
+/// Numpy matmul over rank >= 2 operands whose batch dimensions broadcast.
+fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+    let rank = out_shape.len();
+    let (m, n) = (out_shape[rank - 2], out_shape[rank - 1]);
+    let k_dim = a.shape()[a.shape().len() - 1];
+    let batch_shape = &out_shape[..rank - 2];
+    let batches: usize = batch_shape.iter().product();
+    let a_batch = broadcast_index(a.shape(), batch_shape);
+    let b_batch = broadcast_index(b.shape(), batch_shape);
+    let mut out = Tensor::zeros(out_shape.to_vec());
+    for i in 0..batches {
+        let ai = a_batch(i) * m * k_dim;
+        let bi = b_batch(i) * k_dim * n;
+        k::gemm_f32(
+            m,
+            n,
+            k_dim,
+            &a.data()[ai..ai + m * k_dim],
+            false,
+            &b.data()[bi..bi + k_dim * n],
+            false,
+            1.0,
+            &mut out.data_mut()[i * m * n..(i + 1) * m * n],
+        );
+    }
+    out
+}
+
+/// Maps the flat index of a batch in `batch_shape` to the flat index of the matrix it reads in
+/// an operand of `shape` (whose batch dimensions are right-aligned and may be 1 or missing).
+fn broadcast_index(shape: &[usize], batch_shape: &[usize]) -> impl Fn(usize) -> usize {
+    let own = &shape[..shape.len() - 2];
+    let offset = batch_shape.len() - own.len();
+    let dims: Vec<(usize, usize, usize)> = (0..batch_shape.len())
+        .map(|i| {
+            let out_dim = batch_shape[i];
+            let own_dim = if i < offset { 1 } else { own[i - offset] };
+            let own_stride: usize = if i < offset {
+                0
+            } else {
+                own[i - offset + 1..].iter().product()
+            };
+            (out_dim, own_dim, own_stride)
+        })
+        .collect();
+    move |mut flat| {
+        let mut index = 0;
+        for &(out_dim, own_dim, stride) in dims.iter().rev() {
+            let coord = flat % out_dim.max(1);
+            flat /= out_dim.max(1);
+            if own_dim != 1 {
+                index += coord * stride;
+            }
+        }
+        index
+    }
+}
+
+fn softmax(x: &Tensor, axis: usize, coerce_2d: bool) -> Tensor {
+    let shape = x.shape();
+    let outer: usize = shape[..axis].iter().product();
+    let mut out = Tensor::zeros(shape.to_vec());
+    if coerce_2d || axis + 1 == shape.len() {
+        let cols = if outer == 0 { 0 } else { x.len() / outer };
+        k::softmax_f32(outer, cols, x.data(), out.data_mut());
+        return out;
+    }
+    // Softmax over a middle axis: gather each strided column, normalise it, scatter it back.
+    let dim = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut column = vec![0.0; dim];
+    let mut normalised = vec![0.0; dim];
+    for o in 0..outer {
+        for i in 0..inner {
+            let base = o * dim * inner + i;
+            for (d, v) in column.iter_mut().enumerate() {
+                *v = x.data()[base + d * inner];
+            }
+            k::softmax_f32(1, dim, &column, &mut normalised);
+            for (d, &v) in normalised.iter().enumerate() {
+                out.data_mut()[base + d * inner] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Mean over `axes`, accumulated in f64 so large maps lose no precision.
+fn reduce_mean(x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Tensor {
+    let shape = x.shape();
+    let rank = shape.len();
+    let kept_shape: Vec<usize> = (0..rank)
+        .map(|i| if axes.contains(&i) { 1 } else { shape[i] })
+        .collect();
+    let reduced: usize = axes.iter().map(|&a| shape[a]).product();
+    let mut sums = vec![0f64; kept_shape.iter().product()];
+    let mut kept_strides = vec![0; rank];
+    let mut stride = 1;
+    for i in (0..rank).rev() {
+        kept_strides[i] = if axes.contains(&i) { 0 } else { stride };
+        stride *= kept_shape[i];
+    }
+    let mut coord = vec![0; rank];
+    for &v in x.data() {
+        let index: usize = coord.iter().zip(&kept_strides).map(|(c, s)| c * s).sum();
+        sums[index] += f64::from(v);
+        for d in (0..rank).rev() {
+            coord[d] += 1;
+            if coord[d] < shape[d] {
+                break;
+            }
+            coord[d] = 0;
+        }
+    }
+    let data = sums
+        .into_iter()
+        .map(|s| if reduced == 0 { f32::NAN } else { (s / reduced as f64) as f32 })
+        .collect();
+    Tensor::new(out_shape.to_vec(), data).expect("reduce_mean fills its output")
+}
