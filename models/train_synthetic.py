@@ -39,6 +39,8 @@ TRAIN_SEED, VAL_SEED, EVAL_SEED = 1, 2, 3
 SIZE = 96
 MEAN, STD = 0.5, 0.5
 CAM_THRESHOLD = 0.2
+CELLS = 12            # feature-map side of both networks at SIZE 96
+CAM_WEIGHT = 1.0      # weight of the CAM box term in the training loss
 OPSET = 13
 
 
@@ -67,15 +69,49 @@ def normalise(images_u8: torch.Tensor) -> torch.Tensor:
     return (images_u8.float() / 255.0 - MEAN) / STD
 
 
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Random flips and quarter turns: every class is closed under them."""
-    n = x.shape[0]
-    flip = torch.rand(n) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    turn = torch.rand(n) < 0.5
-    x = torch.where(turn[:, None, None, None], x.transpose(2, 3), x)
-    flip = torch.rand(n) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(2), x)
+def augment(*tensors: torch.Tensor):
+    """The same random flips and quarter turns applied to every [N, C, H, W] tensor given
+    (images and their box masks): every class is closed under them."""
+    n = tensors[0].shape[0]
+    flip_x, turn, flip_y = (torch.rand(n) < 0.5 for _ in range(3))
+    out = []
+    for x in tensors:
+        x = torch.where(flip_x[:, None, None, None], x.flip(3), x)
+        x = torch.where(turn[:, None, None, None], x.transpose(2, 3), x)
+        out.append(torch.where(flip_y[:, None, None, None], x.flip(2), x))
+    return out
+
+
+def box_masks(boxes: np.ndarray, cells: int) -> torch.Tensor:
+    """[N, 1, cells, cells]: the fraction of each feature-map cell inside the object's box."""
+    edges = torch.arange(cells + 1, dtype=torch.float32) * (SIZE / cells)
+    lo, hi = edges[:-1], edges[1:]
+    b = torch.from_numpy(boxes).float()
+
+    def overlap(a0, a1):  # [N, cells]
+        return ((torch.minimum(a1[:, None], hi) - torch.maximum(a0[:, None], lo)).clamp(min=0)
+                / (SIZE / cells))
+
+    ox, oy = overlap(b[:, 0], b[:, 2]), overlap(b[:, 1], b[:, 3])
+    return (oy[:, :, None] * ox[:, None, :])[:, None]
+
+
+def cam_loss(model, feats: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Makes the true class's CAM positive on feature-map cells inside the object's box and
+    negative on cells outside it (cells the box edge cuts through are left free).
+
+    CAM boxes are read at 20% of the map's maximum; trained on the label alone, the maps of
+    these small networks are blobs a cell or two wider than the object, so the boxes come
+    out far too large. The exported network is unchanged (features -> global average pool
+    -> fc): the term only shapes the features it learns. It is a logistic loss on the raw
+    map, so it needs no normalisation by the map's maximum, which is unstable early on.
+    """
+    cam = torch.einsum("bk,bkhw->bhw", model.fc.weight[classes], feats)
+    mask = masks[:, 0]
+    decided = ((mask < 0.05) | (mask > 0.5)).float()
+    target = (mask > 0.5).float()
+    loss = F.binary_cross_entropy_with_logits(cam, target, reduction="none")
+    return (loss * decided).sum() / decided.sum().clamp(min=1)
 
 
 # ---------------------------------------------------------------- models
@@ -113,7 +149,10 @@ class CamNet(nn.Module):
     """
 
     def forward(self, x):
-        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)))
+        return self.classify(self.features(x))
+
+    def classify(self, feats):
+        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(feats, 1), 1)))
 
 
 class GoogLeNetTiny(CamNet):
@@ -238,7 +277,7 @@ def evaluate(model, images, classes, boxes, batch=100):
 
 def train(name, data, epochs, batch, lr, log):
     torch.manual_seed(0)
-    (xtr, ytr, _), (xva, yva, bva) = data["train"], data["val"]
+    (xtr, ytr, btr), (xva, yva, bva) = data["train"], data["val"]
     model = ARCHS[name](len(data["names"]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = epochs * (len(xtr) // batch)
@@ -251,8 +290,10 @@ def train(name, data, epochs, batch, lr, log):
         total = 0.0
         for s in range(len(xtr) // batch):
             idx = order[s * batch:(s + 1) * batch]
-            x = augment(normalise(xtr[idx]))
-            loss = F.cross_entropy(model(x), ytr[idx])
+            x, masks = augment(normalise(xtr[idx]), box_masks(btr[idx.numpy()], CELLS))
+            feats = model.features(x)
+            loss = (F.cross_entropy(model.classify(feats), ytr[idx])
+                    + CAM_WEIGHT * cam_loss(model, feats, ytr[idx], masks))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -283,7 +324,7 @@ def export(model, path: Path):
 
 
 ALLOWED_OPS = {"Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",
-               "Concat", "Add", "Flatten", "Reshape", "Gemm", "MatMul", "Softmax"}
+               "Concat", "Add", "Flatten", "Reshape", "Gemm", "MatMul", "Softmax", "Identity"}
 
 
 def check_export(model, path: Path, x: torch.Tensor) -> str:
@@ -318,7 +359,7 @@ def main():
     p.add_argument("--data", type=Path, help="keep rendered datasets here (default: a temporary folder)")
     p.add_argument("--train-count", type=int, default=8000)
     p.add_argument("--eval-count", type=int, default=300)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--models", nargs="+", default=list(ARCHS), choices=list(ARCHS))

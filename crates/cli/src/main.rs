@@ -1,1 +1,70 @@
-fn main() {}
+//! `kestrel`: classify images, explain predictions with Class Activation Maps, inspect and run
+//! any supported graph.
+//!
+//! Each subcommand lives in its own module under `commands/`; this file only parses the command
+//! line, sets up logging and turns errors into one line on standard error.
+
+mod commands;
+mod labels;
+mod model;
+mod npy;
+mod preprocess;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kestrel",
+    version,
+    about = "CNN inference with Class Activation Maps"
+)]
+struct Cli {
+    /// Log level for diagnostics on standard error (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Top-k classes for each image.
+    Classify(commands::classify::Args),
+    /// Class Activation Map of one image: box, raw map, colour overlay.
+    Cam(commands::cam::Args),
+    /// Operators, shapes, parameters and multiply-accumulates of every layer.
+    Inspect(commands::inspect::Args),
+    /// Runs any supported graph on .npy inputs and writes every output as NAME.npy.
+    Run(commands::run::Args),
+    /// Measures CAM localization on generated images of the synthetic task.
+    Localize(commands::localize::Args),
+    /// Classifies generated images with the bundled models and writes CAM overlays and boxes.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log)
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Command::Classify(args) => commands::classify::run(args),
+        Command::Cam(args) => commands::cam::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Localize(args) => commands::localize::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the context chain, outermost first.
+            let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -4,7 +4,11 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum GraphError {
     #[error("node '{node}' ({op}): {message}")]
-    Node { node: String, op: &'static str, message: String },
+    Node {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
     #[error("{0}")]

@@ -123,17 +123,26 @@ impl Graph {
     ) -> Result<ValueId, GraphError> {
         let name = name.into();
         if let Some(bad) = inputs.iter().find(|i| i.0 >= self.values.len()) {
-            return Err(GraphError::Invalid(format!("node '{name}' reads unknown value {bad:?}")));
+            return Err(GraphError::Invalid(format!(
+                "node '{name}' reads unknown value {bad:?}"
+            )));
         }
         let shapes: Vec<&[usize]> = inputs.iter().map(|i| &self.values[i.0].shape[..]).collect();
-        let shape = op.output_shape(&shapes).map_err(|message| GraphError::Node {
-            node: name.clone(),
-            op: op.name(),
-            message,
-        })?;
+        let shape = op
+            .output_shape(&shapes)
+            .map_err(|message| GraphError::Node {
+                node: name.clone(),
+                op: op.name(),
+                message,
+            })?;
         let node_id = NodeId(self.nodes.len());
         let output = self.push_value(output_name.into(), shape, ValueKind::Node(node_id));
-        self.nodes.push(Node { name, op, inputs, output });
+        self.nodes.push(Node {
+            name,
+            op,
+            inputs,
+            output,
+        });
         Ok(output)
     }
 
@@ -162,11 +171,14 @@ impl Graph {
         }
         for node in &self.nodes {
             let ins: Vec<&[usize]> = node.inputs.iter().map(|i| &shapes[i.0][..]).collect();
-            let out = node.op.output_shape(&ins).map_err(|message| GraphError::Node {
-                node: node.name.clone(),
-                op: node.op.name(),
-                message,
-            })?;
+            let out = node
+                .op
+                .output_shape(&ins)
+                .map_err(|message| GraphError::Node {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    message,
+                })?;
             shapes[node.output.0] = out;
         }
         Ok(shapes)
@@ -201,7 +213,9 @@ impl Graph {
         }
         for &id in self.inputs.iter().chain(&self.outputs) {
             if id.0 >= n_values || !defined[id.0] {
-                return Err(GraphError::Invalid("a graph input or output is undefined".into()));
+                return Err(GraphError::Invalid(
+                    "a graph input or output is undefined".into(),
+                ));
             }
         }
         Ok(())
@@ -209,9 +223,17 @@ impl Graph {
 }
 
 fn check_input_dims(name: &str, dims: &[Dim], shape: &[usize]) -> Result<(), GraphError> {
-    let declared = || dims.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ");
+    let declared = || {
+        dims.iter()
+            .map(Dim::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mismatch = shape.len() != dims.len()
-        || dims.iter().zip(shape).any(|(d, &s)| matches!(d, Dim::Fixed(f) if *f != s));
+        || dims
+            .iter()
+            .zip(shape)
+            .any(|(d, &s)| matches!(d, Dim::Fixed(f) if *f != s));
     if mismatch {
         return Err(GraphError::Input {
             name: name.to_string(),

@@ -10,7 +10,10 @@ pub enum Padding {
 }
 
 impl Padding {
-    pub const NONE: Padding = Padding::Explicit { begin: [0, 0], end: [0, 0] };
+    pub const NONE: Padding = Padding::Explicit {
+        begin: [0, 0],
+        end: [0, 0],
+    };
 }
 
 /// A 2-D convolution over NCHW. Inputs: data, weights `[out, in / groups, kh, kw]`, optional
@@ -28,7 +31,9 @@ pub struct ConvAttrs {
 pub enum PoolKind {
     Max,
     /// Average; `count_include_pad` counts the padded taps in the divisor.
-    Average { count_include_pad: bool },
+    Average {
+        count_include_pad: bool,
+    },
 }
 
 /// A 2-D max or average pool over NCHW.
@@ -81,32 +86,59 @@ pub enum Op {
     /// Mean over all spatial positions: `[N, C, H, W] -> [N, C, 1, 1]`.
     GlobalAveragePool,
     /// Mean over the listed axes.
-    ReduceMean { axes: Vec<usize>, keep_dims: bool },
+    ReduceMean {
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
     Relu,
     /// `clamp(x, min, max)`: ReLU6 is `Clip { min: 0, max: 6 }`.
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Sigmoid,
     Lrn(LrnAttrs),
     /// Inference batch normalisation over axis 1. Inputs: data, scale, bias, mean, variance.
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
     /// Elementwise with numpy broadcasting.
     Binary(BinaryOp),
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     Gemm(GemmAttrs),
     /// Numpy-style matrix product of rank >= 2 operands (batch dimensions broadcast).
     MatMul,
     /// `[d0 .. dn] -> [d0 * .. * d(axis-1), d(axis) * .. * dn]`.
-    Flatten { axis: usize },
+    Flatten {
+        axis: usize,
+    },
     /// ONNX reshape: 0 copies the input dimension (unless `allow_zero`), -1 is inferred.
-    Reshape { shape: Vec<i64>, allow_zero: bool },
-    Transpose { perm: Vec<usize> },
+    Reshape {
+        shape: Vec<i64>,
+        allow_zero: bool,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Softmax along `axis`. `coerce_2d` gives the pre-opset-13 meaning: the input is viewed as
     /// `[prod(d[..axis]), prod(d[axis..])]` and each row is normalised.
-    Softmax { axis: usize, coerce_2d: bool },
+    Softmax {
+        axis: usize,
+        coerce_2d: bool,
+    },
     /// Constant padding; `pads` as ONNX: all begins, then all ends.
-    Pad { pads: Vec<usize>, value: f32 },
-    Squeeze { axes: Vec<usize> },
-    Unsqueeze { axes: Vec<usize> },
+    Pad {
+        pads: Vec<usize>,
+        value: f32,
+    },
+    Squeeze {
+        axes: Vec<usize>,
+    },
+    Unsqueeze {
+        axes: Vec<usize>,
+    },
     /// Passes its input through (Dropout at inference, Identity).
     Identity,
 }
@@ -116,7 +148,10 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Conv(_) => "Conv",
-            Op::Pool(PoolAttrs { kind: PoolKind::Max, .. }) => "MaxPool",
+            Op::Pool(PoolAttrs {
+                kind: PoolKind::Max,
+                ..
+            }) => "MaxPool",
             Op::Pool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
             Op::ReduceMean { .. } => "ReduceMean",

@@ -63,7 +63,11 @@ pub fn pool_output_size(
         ));
     }
     let steps = padded - span;
-    let mut out = if ceil_mode { steps.div_ceil(stride) } else { steps / stride } + 1;
+    let mut out = if ceil_mode {
+        steps.div_ceil(stride)
+    } else {
+        steps / stride
+    } + 1;
     if ceil_mode && (out - 1) * stride >= input + pad_begin {
         out -= 1;
     }
@@ -107,7 +111,12 @@ fn require_rank(shape: &[usize], rank: usize, what: &str) -> ShapeResult<()> {
     }
 }
 
-fn conv_shape(a: &ConvAttrs, x: &[usize], w: &[usize], bias: Option<&[usize]>) -> ShapeResult<Vec<usize>> {
+fn conv_shape(
+    a: &ConvAttrs,
+    x: &[usize],
+    w: &[usize],
+    bias: Option<&[usize]>,
+) -> ShapeResult<Vec<usize>> {
     require_rank(x, 4, "conv input")?;
     require_rank(w, 4, "conv weights")?;
     let groups = a.groups;
@@ -125,16 +134,34 @@ fn conv_shape(a: &ConvAttrs, x: &[usize], w: &[usize], bias: Option<&[usize]>) -
         ));
     }
     if [w[2], w[3]] != a.kernel {
-        return Err(format!("weights {w:?} do not match kernel_shape {:?}", a.kernel));
+        return Err(format!(
+            "weights {w:?} do not match kernel_shape {:?}",
+            a.kernel
+        ));
     }
     if let Some(b) = bias {
         if b != [w[0]] {
-            return Err(format!("bias shape {b:?} does not match {} output channels", w[0]));
+            return Err(format!(
+                "bias shape {b:?} does not match {} output channels",
+                w[0]
+            ));
         }
     }
     let (begin, end) = resolve_padding(&a.padding, [x[2], x[3]], a.kernel, a.strides, a.dilations);
-    let oh = conv_output_size(x[2], a.kernel[0], a.strides[0], a.dilations[0], begin[0] + end[0])?;
-    let ow = conv_output_size(x[3], a.kernel[1], a.strides[1], a.dilations[1], begin[1] + end[1])?;
+    let oh = conv_output_size(
+        x[2],
+        a.kernel[0],
+        a.strides[0],
+        a.dilations[0],
+        begin[0] + end[0],
+    )?;
+    let ow = conv_output_size(
+        x[3],
+        a.kernel[1],
+        a.strides[1],
+        a.dilations[1],
+        begin[1] + end[1],
+    )?;
     Ok(vec![x[0], w[0], oh, ow])
 }
 
@@ -166,9 +193,10 @@ fn reshape_shape(x: &[usize], target: &[i64], allow_zero: bool) -> ShapeResult<V
                 inferred = Some(i);
                 out.push(1);
             }
-            0 if !allow_zero => {
-                out.push(*x.get(i).ok_or_else(|| format!("shape {target:?} copies a missing dimension"))?)
-            }
+            0 if !allow_zero => out.push(
+                *x.get(i)
+                    .ok_or_else(|| format!("shape {target:?} copies a missing dimension"))?,
+            ),
             d if d >= 0 => out.push(d as usize),
             _ => return Err(format!("invalid reshape target {target:?}")),
         }
@@ -180,7 +208,9 @@ fn reshape_shape(x: &[usize], target: &[i64], allow_zero: bool) -> ShapeResult<V
         }
         out[i] = total / known;
     } else if known != total {
-        return Err(format!("cannot reshape {x:?} ({total} elements) into {target:?}"));
+        return Err(format!(
+            "cannot reshape {x:?} ({total} elements) into {target:?}"
+        ));
     }
     Ok(out)
 }
@@ -207,7 +237,11 @@ impl Op {
                 if x.len() < 3 {
                     return Err(format!("input must have spatial axes, got {x:?}"));
                 }
-                Ok(x[..2].iter().copied().chain(x[2..].iter().map(|_| 1)).collect())
+                Ok(x[..2]
+                    .iter()
+                    .copied()
+                    .chain(x[2..].iter().map(|_| 1))
+                    .collect())
             }
             Op::ReduceMean { axes, keep_dims } => {
                 check_axes(axes, x.len())?;
@@ -234,7 +268,11 @@ impl Op {
                 }
                 for (i, p) in inputs[1..].iter().enumerate() {
                     if *p != [x[1]] {
-                        return Err(format!("parameter {} has shape {p:?}, expected [{}]", i + 1, x[1]));
+                        return Err(format!(
+                            "parameter {} has shape {p:?}, expected [{}]",
+                            i + 1,
+                            x[1]
+                        ));
                     }
                 }
                 Ok(x.to_vec())
@@ -245,7 +283,10 @@ impl Op {
                 let mut out = x.to_vec();
                 for s in &inputs[1..] {
                     let same_elsewhere = s.len() == x.len()
-                        && s.iter().zip(x).enumerate().all(|(i, (a, b))| i == *axis || a == b);
+                        && s.iter()
+                            .zip(x)
+                            .enumerate()
+                            .all(|(i, (a, b))| i == *axis || a == b);
                     if !same_elsewhere {
                         return Err(format!("cannot concatenate {x:?} and {s:?} on axis {axis}"));
                     }
@@ -257,8 +298,16 @@ impl Op {
                 let b = inputs[1];
                 require_rank(x, 2, "Gemm A")?;
                 require_rank(b, 2, "Gemm B")?;
-                let (m, k) = if a.trans_a { (x[1], x[0]) } else { (x[0], x[1]) };
-                let (kb, n) = if a.trans_b { (b[1], b[0]) } else { (b[0], b[1]) };
+                let (m, k) = if a.trans_a {
+                    (x[1], x[0])
+                } else {
+                    (x[0], x[1])
+                };
+                let (kb, n) = if a.trans_b {
+                    (b[1], b[0])
+                } else {
+                    (b[0], b[1])
+                };
                 if k != kb {
                     return Err(format!("A {x:?} and B {b:?} disagree on k ({k} vs {kb})"));
                 }
@@ -296,7 +345,9 @@ impl Op {
                 let mut sorted = perm.clone();
                 sorted.sort_unstable();
                 if sorted != (0..x.len()).collect::<Vec<_>>() {
-                    return Err(format!("perm {perm:?} is not a permutation of {x:?}'s axes"));
+                    return Err(format!(
+                        "perm {perm:?} is not a permutation of {x:?}'s axes"
+                    ));
                 }
                 Ok(perm.iter().map(|&p| x[p]).collect())
             }
@@ -327,7 +378,13 @@ impl Op {
                 check_axes(axes, rank)?;
                 let mut rest = x.iter();
                 Ok((0..rank)
-                    .map(|i| if axes.contains(&i) { 1 } else { *rest.next().unwrap_or(&1) })
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            1
+                        } else {
+                            *rest.next().unwrap_or(&1)
+                        }
+                    })
                     .collect())
             }
         }
@@ -367,7 +424,10 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(broadcast_shapes(&[2, 3, 4, 4], &[3, 1, 1]), Ok(vec![2, 3, 4, 4]));
+        assert_eq!(
+            broadcast_shapes(&[2, 3, 4, 4], &[3, 1, 1]),
+            Ok(vec![2, 3, 4, 4])
+        );
         assert!(broadcast_shapes(&[2, 3], &[4]).is_err());
     }
 }

@@ -15,11 +15,17 @@ impl Tensor {
 
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let len = shape.iter().product();
-        Tensor { shape, data: vec![0.0; len] }
+        Tensor {
+            shape,
+            data: vec![0.0; len],
+        }
     }
 
     pub fn scalar(value: f32) -> Tensor {
-        Tensor { shape: vec![], data: vec![value] }
+        Tensor {
+            shape: vec![],
+            data: vec![value],
+        }
     }
 
     pub fn shape(&self) -> &[usize] {

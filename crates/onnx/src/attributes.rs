@@ -40,7 +40,8 @@ impl<'a> Attributes<'a> {
     }
 
     pub fn string(&self, name: &str) -> Option<String> {
-        self.get(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        self.get(name)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
 
     pub fn tensor(&self, name: &str) -> Option<&'a tract_onnx::pb::TensorProto> {

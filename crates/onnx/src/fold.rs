@@ -17,7 +17,10 @@ pub(crate) struct ConstTensor {
 
 impl ConstTensor {
     pub fn i64s(shape: Vec<usize>, values: Vec<i64>) -> ConstTensor {
-        ConstTensor { shape, data: ConstData::I64(values) }
+        ConstTensor {
+            shape,
+            data: ConstData::I64(values),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -51,7 +54,10 @@ impl ConstTensor {
     }
 
     pub fn reshaped(&self, shape: Vec<usize>) -> ConstTensor {
-        ConstTensor { shape, data: self.data.clone() }
+        ConstTensor {
+            shape,
+            data: self.data.clone(),
+        }
     }
 
     /// Applies `pick` (source index for each destination index) to the data.
@@ -88,11 +94,7 @@ fn broadcast_source(index: usize, out_shape: &[usize], shape: &[usize]) -> usize
     src
 }
 
-pub(crate) fn binary(
-    op: &str,
-    a: &ConstTensor,
-    b: &ConstTensor,
-) -> Result<ConstTensor, String> {
+pub(crate) fn binary(op: &str, a: &ConstTensor, b: &ConstTensor) -> Result<ConstTensor, String> {
     let shape = broadcast_shapes(&a.shape, &b.shape)?;
     let n: usize = shape.iter().product();
     let ia = |i| broadcast_source(i, &shape, &a.shape);
@@ -111,7 +113,11 @@ pub(crate) fn binary(
                     _ => return Err(format!("cannot fold integer {op}")),
                 })
             };
-            ConstData::I64((0..n).map(|i| f(x[ia(i)], y[ib(i)])).collect::<Result<_, _>>()?)
+            ConstData::I64(
+                (0..n)
+                    .map(|i| f(x[ia(i)], y[ib(i)]))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         _ => {
             let (x, y) = (a.as_f32s(), b.as_f32s());
@@ -127,7 +133,11 @@ pub(crate) fn binary(
                     _ => return Err(format!("cannot fold {op}")),
                 })
             };
-            ConstData::F32((0..n).map(|i| f(x[ia(i)], y[ib(i)])).collect::<Result<_, _>>()?)
+            ConstData::F32(
+                (0..n)
+                    .map(|i| f(x[ia(i)], y[ib(i)]))
+                    .collect::<Result<_, _>>()?,
+            )
         }
     };
     Ok(ConstTensor { shape, data })
@@ -165,19 +175,30 @@ pub(crate) fn concat(parts: &[&ConstTensor], axis: usize) -> Result<ConstTensor,
             }
         }
     }
-    let data = if all_int { ConstData::I64(ints) } else { ConstData::F32(floats) };
+    let data = if all_int {
+        ConstData::I64(ints)
+    } else {
+        ConstData::F32(floats)
+    };
     Ok(ConstTensor { shape, data })
 }
 
 /// `Gather` along `axis` with integer `indices` (negative ones count from the end).
-pub(crate) fn gather(t: &ConstTensor, indices: &ConstTensor, axis: usize) -> Result<ConstTensor, String> {
+pub(crate) fn gather(
+    t: &ConstTensor,
+    indices: &ConstTensor,
+    axis: usize,
+) -> Result<ConstTensor, String> {
     let len = t.shape[axis] as i64;
     let idx = indices
         .as_i64s()
         .into_iter()
         .map(|i| {
             let j = if i < 0 { i + len } else { i };
-            (0..len).contains(&j).then_some(j as usize).ok_or(format!("index {i} out of range"))
+            (0..len)
+                .contains(&j)
+                .then_some(j as usize)
+                .ok_or(format!("index {i} out of range"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let inner: usize = t.shape[axis + 1..].iter().product();
@@ -211,12 +232,20 @@ pub(crate) fn slice(
         let clamp = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
         let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
         let (lo, hi) = if step > 0 { (0, dim) } else { (-1, dim - 1) };
-        ranges[axis] = (clamp(norm(starts[k]), lo, hi), clamp(norm(ends[k]), lo, hi), step);
+        ranges[axis] = (
+            clamp(norm(starts[k]), lo, hi),
+            clamp(norm(ends[k]), lo, hi),
+            step,
+        );
     }
     let shape: Vec<usize> = ranges
         .iter()
         .map(|&(s, e, st)| {
-            let n = if st > 0 { (e - s + st - 1) / st } else { (s - e - st - 1) / -st };
+            let n = if st > 0 {
+                (e - s + st - 1) / st
+            } else {
+                (s - e - st - 1) / -st
+            };
             n.max(0) as usize
         })
         .collect();
@@ -242,7 +271,10 @@ mod tests {
         let first = gather(&shape, &ConstTensor::i64s(vec![], vec![0]), 0).unwrap();
         assert_eq!(first.shape, Vec::<usize>::new());
         let target = concat(
-            &[&first.reshaped(vec![1]), &ConstTensor::i64s(vec![1], vec![-1])],
+            &[
+                &first.reshaped(vec![1]),
+                &ConstTensor::i64s(vec![1], vec![-1]),
+            ],
             0,
         )
         .unwrap();
@@ -263,6 +295,9 @@ mod tests {
     fn broadcast_binary() {
         let a = ConstTensor::i64s(vec![2, 1], vec![1, 2]);
         let b = ConstTensor::i64s(vec![3], vec![10, 20, 30]);
-        assert_eq!(binary("Mul", &a, &b).unwrap().as_i64s(), vec![10, 20, 30, 20, 40, 60]);
+        assert_eq!(
+            binary("Mul", &a, &b).unwrap().as_i64s(),
+            vec![10, 20, 30, 20, 40, 60]
+        );
     }
 }

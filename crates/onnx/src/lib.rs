@@ -21,13 +21,20 @@ use tract_onnx::pb::ModelProto;
 #[derive(Debug, Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not a valid ONNX model ({0}); the file may be truncated or not ONNX at all")]
     Decode(String),
     #[error("node '{node}': unsupported operator {op}")]
     UnsupportedOp { node: String, op: String },
     #[error("node '{node}' ({op}): {message}")]
-    Node { node: String, op: String, message: String },
+    Node {
+        node: String,
+        op: String,
+        message: String,
+    },
     #[error("tensor '{name}': {message}")]
     Tensor { name: String, message: String },
     #[error("{0}")]
@@ -41,7 +48,10 @@ const MAX_MODEL_BYTES: u64 = 2 << 30;
 
 /// Imports the ONNX model at `path`. External tensor data is read from the model's folder.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
-    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_MODEL_BYTES {
         return Err(ImportError::Model(format!(
@@ -50,7 +60,13 @@ pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
         )));
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    let dir = path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    });
     import_bytes(&bytes, dir)
 }
 

@@ -41,7 +41,10 @@ pub(crate) fn decode_tensor(
     t: &TensorProto,
     model_dir: Option<&Path>,
 ) -> Result<ConstTensor, ImportError> {
-    let err = |message: String| ImportError::Tensor { name: t.name.clone(), message };
+    let err = |message: String| ImportError::Tensor {
+        name: t.name.clone(),
+        message,
+    };
     let size = element_size(t.data_type)
         .ok_or_else(|| err(format!("unsupported element type code {}", t.data_type)))?;
     let shape = t
@@ -108,37 +111,75 @@ pub(crate) fn decode_tensor(
 
 fn from_raw(data_type: i32, bytes: &[u8]) -> ConstData {
     fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        bytes.chunks_exact(N).map(|c| c.try_into().expect("chunk of N bytes"))
+        bytes
+            .chunks_exact(N)
+            .map(|c| c.try_into().expect("chunk of N bytes"))
     }
     match data_type {
         FLOAT => ConstData::F32(chunks::<4>(bytes).map(f32::from_le_bytes).collect()),
-        DOUBLE => ConstData::F32(chunks::<8>(bytes).map(|b| f64::from_le_bytes(b) as f32).collect()),
+        DOUBLE => ConstData::F32(
+            chunks::<8>(bytes)
+                .map(|b| f64::from_le_bytes(b) as f32)
+                .collect(),
+        ),
         FLOAT16 => ConstData::F32(
-            chunks::<2>(bytes).map(|b| half::f16::from_le_bytes(b).to_f32()).collect(),
+            chunks::<2>(bytes)
+                .map(|b| half::f16::from_le_bytes(b).to_f32())
+                .collect(),
         ),
         UINT8 | BOOL => ConstData::I64(bytes.iter().map(|&b| b as i64).collect()),
         INT8 => ConstData::I64(bytes.iter().map(|&b| b as i8 as i64).collect()),
-        UINT16 => ConstData::I64(chunks::<2>(bytes).map(|b| u16::from_le_bytes(b) as i64).collect()),
-        INT16 => ConstData::I64(chunks::<2>(bytes).map(|b| i16::from_le_bytes(b) as i64).collect()),
-        INT32 => ConstData::I64(chunks::<4>(bytes).map(|b| i32::from_le_bytes(b) as i64).collect()),
-        UINT32 => ConstData::I64(chunks::<4>(bytes).map(|b| u32::from_le_bytes(b) as i64).collect()),
+        UINT16 => ConstData::I64(
+            chunks::<2>(bytes)
+                .map(|b| u16::from_le_bytes(b) as i64)
+                .collect(),
+        ),
+        INT16 => ConstData::I64(
+            chunks::<2>(bytes)
+                .map(|b| i16::from_le_bytes(b) as i64)
+                .collect(),
+        ),
+        INT32 => ConstData::I64(
+            chunks::<4>(bytes)
+                .map(|b| i32::from_le_bytes(b) as i64)
+                .collect(),
+        ),
+        UINT32 => ConstData::I64(
+            chunks::<4>(bytes)
+                .map(|b| u32::from_le_bytes(b) as i64)
+                .collect(),
+        ),
         _ => ConstData::I64(chunks::<8>(bytes).map(i64::from_le_bytes).collect()),
     }
 }
 
 /// Reads an external-data tensor, which must live inside the model's folder.
-fn read_external(t: &TensorProto, model_dir: Option<&Path>, byte_len: usize) -> Result<Vec<u8>, String> {
-    let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+fn read_external(
+    t: &TensorProto,
+    model_dir: Option<&Path>,
+    byte_len: usize,
+) -> Result<Vec<u8>, String> {
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
     let location = entry("location").ok_or("external data without a location")?;
     let number = |key: &str| -> Result<Option<u64>, String> {
         entry(key)
-            .map(|v| v.parse::<u64>().map_err(|_| format!("external data {key} '{v}' is not a number")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("external data {key} '{v}' is not a number"))
+            })
             .transpose()
     };
     let offset = number("offset")?.unwrap_or(0);
     if let Some(length) = number("length")? {
         if length != byte_len as u64 {
-            return Err(format!("external data length {length} does not match the shape ({byte_len} bytes)"));
+            return Err(format!(
+                "external data length {length} does not match the shape ({byte_len} bytes)"
+            ));
         }
     }
     let relative = Path::new(location);
@@ -155,7 +196,10 @@ fn read_external(t: &TensorProto, model_dir: Option<&Path>, byte_len: usize) -> 
     let mut file = std::fs::File::open(&path)
         .map_err(|e| format!("cannot open external data {}: {e}", path.display()))?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
-    if offset.checked_add(byte_len as u64).is_none_or(|end| end > file_len) {
+    if offset
+        .checked_add(byte_len as u64)
+        .is_none_or(|end| end > file_len)
+    {
         return Err(format!(
             "external data {} holds {file_len} bytes, the tensor needs {byte_len} at offset {offset}",
             path.display()

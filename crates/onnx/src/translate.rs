@@ -5,12 +5,11 @@ use std::path::Path;
 use std::rc::Rc;
 
 use kestrel_graph::{
-    BinaryOp, ConvAttrs, Dim, GemmAttrs, Graph, LrnAttrs, Op, Padding, PoolAttrs, PoolKind,
-    ValueId,
+    BinaryOp, ConvAttrs, Dim, GemmAttrs, Graph, LrnAttrs, Op, Padding, PoolAttrs, PoolKind, ValueId,
 };
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
-use tract_onnx::pb::{ModelProto, NodeProto, ValueInfoProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
 
 use crate::attributes::Attributes;
 use crate::fold::{self, ConstData, ConstTensor};
@@ -36,6 +35,78 @@ struct Importer<'m> {
 
 const ONNX_FLOAT: i32 = 1;
 
+/// Every operator the importer translates or folds. Checked before anything else, so a model
+/// built around an operator Kestrel does not run (a quantized one, say) is refused for that
+/// operator, not for a symptom of it such as its integer input.
+const KNOWN_OPS: &[&str] = &[
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "LRN",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Pad",
+    "Pow",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// The first node whose operator is not in [`KNOWN_OPS`] or not in the default domain.
+fn first_unknown_op(graph: &GraphProto) -> Option<ImportError> {
+    graph.node.iter().enumerate().find_map(|(index, node)| {
+        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+        if default_domain && KNOWN_OPS.contains(&node.op_type.as_str()) {
+            return None;
+        }
+        let op = if default_domain {
+            node.op_type.clone()
+        } else {
+            format!("{}.{}", node.domain, node.op_type)
+        };
+        Some(ImportError::UnsupportedOp {
+            node: node_name(node, index),
+            op,
+        })
+    })
+}
+
+/// The node's name, else its first output's, else its operator and position.
+fn node_name(node: &NodeProto, index: usize) -> String {
+    if !node.name.is_empty() {
+        node.name.clone()
+    } else if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
+        out.clone()
+    } else {
+        format!("{}#{index}", node.op_type)
+    }
+}
+
 pub(crate) fn translate_model(
     model: &ModelProto,
     model_dir: Option<&Path>,
@@ -49,6 +120,9 @@ pub(crate) fn translate_model(
         .graph
         .as_ref()
         .ok_or_else(|| ImportError::Model("the model holds no graph".into()))?;
+    if let Some(unknown) = first_unknown_op(proto) {
+        return Err(unknown);
+    }
     let mut cx = Importer {
         graph: Graph::default(),
         known: HashMap::new(),
@@ -90,8 +164,10 @@ pub(crate) fn translate_model(
 }
 
 fn input_dims(input: &ValueInfoProto) -> Result<Vec<Dim>, ImportError> {
-    let err = |message: &str| ImportError::Model(format!("graph input '{}': {message}", input.name));
-    let Some(type_proto::Value::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let err =
+        |message: &str| ImportError::Model(format!("graph input '{}': {message}", input.name));
+    let Some(type_proto::Value::TensorType(tensor)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return Err(err("is not a tensor"));
     };
@@ -101,7 +177,10 @@ fn input_dims(input: &ValueInfoProto) -> Result<Vec<Dim>, ImportError> {
             tensor.elem_type
         )));
     }
-    let shape = tensor.shape.as_ref().ok_or_else(|| err("declares no shape"))?;
+    let shape = tensor
+        .shape
+        .as_ref()
+        .ok_or_else(|| err("declares no shape"))?;
     shape
         .dim
         .iter()
@@ -118,7 +197,10 @@ fn input_dims(input: &ValueInfoProto) -> Result<Vec<Dim>, ImportError> {
 /// Converts attribute integers to sizes, refusing negative values.
 fn sizes<const N: usize>(values: &[i64], what: &str) -> Result<[usize; N], String> {
     if values.len() != N {
-        return Err(format!("{what} has {} entries, expected {N} (only 2-D is supported)", values.len()));
+        return Err(format!(
+            "{what} has {} entries, expected {N} (only 2-D is supported)",
+            values.len()
+        ));
     }
     let mut out = [0; N];
     for (o, &v) in out.iter_mut().zip(values) {
@@ -163,10 +245,12 @@ impl NodeCx<'_> {
     }
 
     fn input(&self, i: usize) -> Result<&Known, ImportError> {
-        self.inputs
-            .get(i)
-            .and_then(|k| k.as_ref())
-            .ok_or_else(|| self.err(format!("input {i} is missing ({} given)", self.inputs.len())))
+        self.inputs.get(i).and_then(|k| k.as_ref()).ok_or_else(|| {
+            self.err(format!(
+                "input {i} is missing ({} given)",
+                self.inputs.len()
+            ))
+        })
     }
 
     fn has_input(&self, i: usize) -> bool {
@@ -183,13 +267,20 @@ impl NodeCx<'_> {
     }
 
     fn all_const(&self) -> bool {
-        self.inputs.iter().flatten().all(|k| matches!(k, Known::Const(_)))
+        self.inputs
+            .iter()
+            .flatten()
+            .all(|k| matches!(k, Known::Const(_)))
     }
 
     fn expect_inputs(&self, min: usize, max: usize) -> Result<(), ImportError> {
         let n = self.inputs.len();
         if n < min || n > max {
-            let wanted = if min == max { min.to_string() } else { format!("{min} to {max}") };
+            let wanted = if min == max {
+                min.to_string()
+            } else {
+                format!("{min} to {max}")
+            };
             return Err(self.err(format!("takes {wanted} inputs, got {n}")));
         }
         for i in 0..min {
@@ -223,29 +314,32 @@ impl Importer<'_> {
     }
 
     fn translate_node(&mut self, node: &NodeProto, index: usize) -> Result<(), ImportError> {
-        let name = if !node.name.is_empty() {
-            node.name.clone()
-        } else if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
-            out.clone()
-        } else {
-            format!("{}#{index}", node.op_type)
-        };
+        let name = node_name(node, index);
         let mut inputs = Vec::with_capacity(node.input.len());
         for input in &node.input {
             if input.is_empty() {
                 inputs.push(None);
                 continue;
             }
-            let known = self.known.get(input).cloned().ok_or_else(|| ImportError::Node {
-                node: name.clone(),
-                op: node.op_type.clone(),
-                message: format!(
+            let known = self
+                .known
+                .get(input)
+                .cloned()
+                .ok_or_else(|| ImportError::Node {
+                    node: name.clone(),
+                    op: node.op_type.clone(),
+                    message: format!(
                     "reads '{input}', which is no graph input, initializer or earlier node's output"
                 ),
-            })?;
+                })?;
             inputs.push(Some(known));
         }
-        let cx = NodeCx { name, op_type: &node.op_type, attrs: Attributes::new(node), inputs };
+        let cx = NodeCx {
+            name,
+            op_type: &node.op_type,
+            attrs: Attributes::new(node),
+            inputs,
+        };
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
             return Err(ImportError::UnsupportedOp {
                 node: cx.name,
@@ -275,7 +369,9 @@ impl Importer<'_> {
             let input_name = &node.input[i];
             ids.push(self.runtime_value(input_name).map_err(|m| cx.err(m))?);
         }
-        let id = self.graph.add_node(cx.name.clone(), op, ids, output.clone())?;
+        let id = self
+            .graph
+            .add_node(cx.name.clone(), op, ids, output.clone())?;
         self.known.insert(output, Known::Value(id));
         Ok(())
     }
@@ -288,9 +384,15 @@ impl Importer<'_> {
                 if let Some(t) = a.tensor("value") {
                     decode_tensor(t, self.model_dir)?
                 } else if let Some(v) = a.floats("value_floats") {
-                    ConstTensor { shape: vec![v.len()], data: ConstData::F32(v.to_vec()) }
+                    ConstTensor {
+                        shape: vec![v.len()],
+                        data: ConstData::F32(v.to_vec()),
+                    }
                 } else if a.has("value_float") {
-                    ConstTensor { shape: vec![], data: ConstData::F32(vec![a.float_or("value_float", 0.0)]) }
+                    ConstTensor {
+                        shape: vec![],
+                        data: ConstData::F32(vec![a.float_or("value_float", 0.0)]),
+                    }
                 } else if let Some(v) = a.ints("value_ints") {
                     ConstTensor::i64s(vec![v.len()], v.to_vec())
                 } else if let Some(v) = a.int("value_int") {
@@ -319,12 +421,16 @@ impl Importer<'_> {
                 } else {
                     ConstData::I64(c.as_i64s())
                 };
-                ConstTensor { shape: c.shape.clone(), data }
+                ConstTensor {
+                    shape: c.shape.clone(),
+                    data,
+                }
             }
             "Gather" => {
                 cx.expect_inputs(2, 2)?;
                 let data = cx.constant(0)?;
-                let axis = normalize_axis(a.int_or("axis", 0), data.shape.len()).map_err(|m| cx.err(m))?;
+                let axis =
+                    normalize_axis(a.int_or("axis", 0), data.shape.len()).map_err(|m| cx.err(m))?;
                 fold::gather(&data, &*cx.constant(1)?, axis).map_err(|m| cx.err(m))?
             }
             "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" | "Transpose" | "Concat" | "Add"
@@ -335,8 +441,9 @@ impl Importer<'_> {
                 match op {
                     Op::Transpose { perm } => fold::transpose(&c, &perm),
                     Op::Concat { axis } => {
-                        let parts: Vec<Rc<ConstTensor>> =
-                            (0..cx.inputs.len()).map(|i| cx.constant(i)).collect::<Result<_, _>>()?;
+                        let parts: Vec<Rc<ConstTensor>> = (0..cx.inputs.len())
+                            .map(|i| cx.constant(i))
+                            .collect::<Result<_, _>>()?;
                         let refs: Vec<&ConstTensor> = parts.iter().map(|p| &**p).collect();
                         fold::concat(&refs, axis).map_err(|m| cx.err(m))?
                     }
@@ -354,7 +461,9 @@ impl Importer<'_> {
                     .constant(0)?
                     .as_i64s()
                     .iter()
-                    .map(|&d| usize::try_from(d).map_err(|_| cx.err(format!("negative dimension {d}"))))
+                    .map(|&d| {
+                        usize::try_from(d).map_err(|_| cx.err(format!("negative dimension {d}")))
+                    })
                     .collect::<Result<_, _>>()?;
                 let count = shape
                     .iter()
@@ -363,11 +472,18 @@ impl Importer<'_> {
                     .ok_or_else(|| cx.err(format!("shape {shape:?} is too large")))?;
                 let value = match a.tensor("value") {
                     Some(t) => decode_tensor(t, self.model_dir)?,
-                    None => ConstTensor { shape: vec![1], data: ConstData::F32(vec![0.0]) },
+                    None => ConstTensor {
+                        shape: vec![1],
+                        data: ConstData::F32(vec![0.0]),
+                    },
                 };
                 let data = match value.data {
-                    ConstData::F32(v) => ConstData::F32(vec![v.first().copied().unwrap_or(0.0); count]),
-                    ConstData::I64(v) => ConstData::I64(vec![v.first().copied().unwrap_or(0); count]),
+                    ConstData::F32(v) => {
+                        ConstData::F32(vec![v.first().copied().unwrap_or(0.0); count])
+                    }
+                    ConstData::I64(v) => {
+                        ConstData::I64(vec![v.first().copied().unwrap_or(0); count])
+                    }
                 };
                 ConstTensor { shape, data }
             }
@@ -376,12 +492,26 @@ impl Importer<'_> {
                 let rank = data.shape.len();
                 let (starts, ends, axes, steps) = if self.opset < 10 {
                     let get = |n| a.ints(n).map(|v| v.to_vec());
-                    (get("starts").unwrap_or_default(), get("ends").unwrap_or_default(), get("axes"), None)
+                    (
+                        get("starts").unwrap_or_default(),
+                        get("ends").unwrap_or_default(),
+                        get("axes"),
+                        None,
+                    )
                 } else {
                     let opt = |i| -> Result<Option<Vec<i64>>, ImportError> {
-                        Ok(if cx.has_input(i) { Some(cx.constant(i)?.as_i64s()) } else { None })
+                        Ok(if cx.has_input(i) {
+                            Some(cx.constant(i)?.as_i64s())
+                        } else {
+                            None
+                        })
                     };
-                    (cx.constant(1)?.as_i64s(), cx.constant(2)?.as_i64s(), opt(3)?, opt(4)?)
+                    (
+                        cx.constant(1)?.as_i64s(),
+                        cx.constant(2)?.as_i64s(),
+                        opt(3)?,
+                        opt(4)?,
+                    )
                 };
                 let axes: Vec<usize> = match axes {
                     Some(ax) => ax
@@ -391,7 +521,10 @@ impl Importer<'_> {
                         .map_err(|m| cx.err(m))?,
                     None => (0..starts.len()).collect(),
                 };
-                if starts.len() != axes.len() || ends.len() != axes.len() || axes.iter().any(|&x| x >= rank) {
+                if starts.len() != axes.len()
+                    || ends.len() != axes.len()
+                    || axes.iter().any(|&x| x >= rank)
+                {
                     return Err(cx.err("starts, ends and axes disagree"));
                 }
                 fold::slice(&data, &starts, &ends, &axes, &steps.unwrap_or_default())
@@ -424,7 +557,9 @@ impl Importer<'_> {
                     )));
                 }
                 let kernel = match a.ints("kernel_shape") {
-                    Some(k) => positive(sizes(k, "kernel_shape").map_err(e)?, "kernel_shape").map_err(e)?,
+                    Some(k) => {
+                        positive(sizes(k, "kernel_shape").map_err(e)?, "kernel_shape").map_err(e)?
+                    }
                     None => [w[2], w[3]],
                 };
                 let groups = a.int_or("group", 1);
@@ -433,21 +568,49 @@ impl Importer<'_> {
                     .filter(|&g| g > 0)
                     .ok_or_else(|| e(format!("group {groups} must be positive")))?;
                 let (strides, dilations, padding) = self.window(cx, true)?;
-                let inputs = if cx.has_input(2) { vec![0, 1, 2] } else { vec![0, 1] };
-                (Op::Conv(ConvAttrs { kernel, strides, dilations, padding, groups }), inputs)
+                let inputs = if cx.has_input(2) {
+                    vec![0, 1, 2]
+                } else {
+                    vec![0, 1]
+                };
+                (
+                    Op::Conv(ConvAttrs {
+                        kernel,
+                        strides,
+                        dilations,
+                        padding,
+                        groups,
+                    }),
+                    inputs,
+                )
             }
             "MaxPool" | "AveragePool" => {
                 cx.expect_inputs(1, 1)?;
-                let kernel = a.ints("kernel_shape").ok_or_else(|| cx.err("has no kernel_shape"))?;
-                let kernel = positive(sizes(kernel, "kernel_shape").map_err(e)?, "kernel_shape").map_err(e)?;
+                let kernel = a
+                    .ints("kernel_shape")
+                    .ok_or_else(|| cx.err("has no kernel_shape"))?;
+                let kernel = positive(sizes(kernel, "kernel_shape").map_err(e)?, "kernel_shape")
+                    .map_err(e)?;
                 let (strides, dilations, padding) = self.window(cx, cx.op_type == "MaxPool")?;
                 let kind = if cx.op_type == "MaxPool" {
                     PoolKind::Max
                 } else {
-                    PoolKind::Average { count_include_pad: a.int_or("count_include_pad", 0) != 0 }
+                    PoolKind::Average {
+                        count_include_pad: a.int_or("count_include_pad", 0) != 0,
+                    }
                 };
                 let ceil_mode = a.int_or("ceil_mode", 0) != 0;
-                (Op::Pool(PoolAttrs { kind, kernel, strides, dilations, padding, ceil_mode }), vec![0])
+                (
+                    Op::Pool(PoolAttrs {
+                        kind,
+                        kernel,
+                        strides,
+                        dilations,
+                        padding,
+                        ceil_mode,
+                    }),
+                    vec![0],
+                )
             }
             "GlobalAveragePool" => unary(Op::GlobalAveragePool)?,
             "ReduceMean" => {
@@ -457,24 +620,38 @@ impl Importer<'_> {
                 } else {
                     a.ints("axes").map(|v| v.to_vec()).unwrap_or_default()
                 };
-                let mut axes: Vec<usize> =
-                    axes.iter().map(|&x| normalize_axis(x, rank)).collect::<Result<_, _>>().map_err(e)?;
+                let mut axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&x| normalize_axis(x, rank))
+                    .collect::<Result<_, _>>()
+                    .map_err(e)?;
                 if axes.is_empty() {
                     axes = (0..rank).collect();
                 }
-                (Op::ReduceMean { axes, keep_dims: a.int_or("keepdims", 1) != 0 }, vec![0])
+                (
+                    Op::ReduceMean {
+                        axes,
+                        keep_dims: a.int_or("keepdims", 1) != 0,
+                    },
+                    vec![0],
+                )
             }
             "Relu" => unary(Op::Relu)?,
             "Sigmoid" => unary(Op::Sigmoid)?,
             "Clip" => {
                 let (min, max) = if self.opset < 11 {
-                    (a.float_or("min", f32::NEG_INFINITY), a.float_or("max", f32::INFINITY))
+                    (
+                        a.float_or("min", f32::NEG_INFINITY),
+                        a.float_or("max", f32::INFINITY),
+                    )
                 } else {
                     let bound = |i: usize, default: f32| -> Result<f32, ImportError> {
                         if !cx.has_input(i) {
                             return Ok(default);
                         }
-                        cx.constant(i)?.scalar_f32().ok_or_else(|| cx.err("bounds must be scalars"))
+                        cx.constant(i)?
+                            .scalar_f32()
+                            .ok_or_else(|| cx.err("bounds must be scalars"))
                     };
                     (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
                 };
@@ -498,7 +675,12 @@ impl Importer<'_> {
                 if a.int_or("training_mode", 0) != 0 {
                     return Err(cx.err("training mode is not supported"));
                 }
-                (Op::BatchNorm { epsilon: a.float_or("epsilon", 1e-5) }, vec![0, 1, 2, 3, 4])
+                (
+                    Op::BatchNorm {
+                        epsilon: a.float_or("epsilon", 1e-5),
+                    },
+                    vec![0, 1, 2, 3, 4],
+                )
             }
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" => {
                 let op = match cx.op_type {
@@ -537,27 +719,39 @@ impl Importer<'_> {
                     trans_a: a.int_or("transA", 0) != 0,
                     trans_b: a.int_or("transB", 0) != 0,
                 };
-                let inputs = if cx.has_input(2) { vec![0, 1, 2] } else { vec![0, 1] };
+                let inputs = if cx.has_input(2) {
+                    vec![0, 1, 2]
+                } else {
+                    vec![0, 1]
+                };
                 (Op::Gemm(attrs), inputs)
             }
             "MatMul" => {
                 cx.expect_inputs(2, 2)?;
                 let (ra, rb) = (rank0()?, self.shape_of(cx.input(1)?).len());
                 if ra < 2 || rb < 2 {
-                    return Err(e(format!("operands of rank {ra} and {rb}: 1-D MatMul is not supported")));
+                    return Err(e(format!(
+                        "operands of rank {ra} and {rb}: 1-D MatMul is not supported"
+                    )));
                 }
                 (Op::MatMul, vec![0, 1])
             }
             "Flatten" => {
                 let rank = rank0()?;
                 let axis = a.int_or("axis", 1);
-                let axis = if axis == rank as i64 { rank } else { normalize_axis(axis, rank).map_err(e)? };
+                let axis = if axis == rank as i64 {
+                    rank
+                } else {
+                    normalize_axis(axis, rank).map_err(e)?
+                };
                 unary(Op::Flatten { axis })?
             }
             "Reshape" => {
                 let shape = if self.opset < 5 {
                     cx.expect_inputs(1, 1)?;
-                    a.ints("shape").ok_or_else(|| cx.err("has no shape"))?.to_vec()
+                    a.ints("shape")
+                        .ok_or_else(|| cx.err("has no shape"))?
+                        .to_vec()
                 } else {
                     cx.expect_inputs(2, 2)?;
                     cx.constant(1)?.as_i64s()
@@ -568,7 +762,11 @@ impl Importer<'_> {
             "Transpose" => {
                 let rank = rank0()?;
                 let perm = match a.ints("perm") {
-                    Some(p) => p.iter().map(|&x| normalize_axis(x, rank)).collect::<Result<_, _>>().map_err(e)?,
+                    Some(p) => p
+                        .iter()
+                        .map(|&x| normalize_axis(x, rank))
+                        .collect::<Result<_, _>>()
+                        .map_err(e)?,
                     None => (0..rank).rev().collect(),
                 };
                 unary(Op::Transpose { perm })?
@@ -578,23 +776,33 @@ impl Importer<'_> {
                 let legacy = self.opset < 13;
                 let axis = a.int_or("axis", if legacy { 1 } else { -1 });
                 let axis = normalize_axis(axis, rank).map_err(e)?;
-                unary(Op::Softmax { axis, coerce_2d: legacy })?
+                unary(Op::Softmax {
+                    axis,
+                    coerce_2d: legacy,
+                })?
             }
             "Pad" => {
                 let rank = rank0()?;
                 let mode = a.string("mode").unwrap_or_else(|| "constant".into());
                 if mode != "constant" {
-                    return Err(e(format!("mode '{mode}' is not supported, only 'constant'")));
+                    return Err(e(format!(
+                        "mode '{mode}' is not supported, only 'constant'"
+                    )));
                 }
                 let (pads, value) = if self.opset < 11 {
-                    let pads = a.ints("pads").or(a.ints("paddings")).ok_or_else(|| cx.err("has no pads"))?;
+                    let pads = a
+                        .ints("pads")
+                        .or(a.ints("paddings"))
+                        .ok_or_else(|| cx.err("has no pads"))?;
                     (pads.to_vec(), a.float_or("value", 0.0))
                 } else {
                     if cx.has_input(3) {
                         return Err(cx.err("the axes input is not supported"));
                     }
                     let value = if cx.has_input(2) {
-                        cx.constant(2)?.scalar_f32().ok_or_else(|| cx.err("constant_value must be a scalar"))?
+                        cx.constant(2)?
+                            .scalar_f32()
+                            .ok_or_else(|| cx.err("constant_value must be a scalar"))?
                     } else {
                         0.0
                     };
@@ -605,7 +813,10 @@ impl Importer<'_> {
                 }
                 let pads = pads
                     .iter()
-                    .map(|&p| usize::try_from(p).map_err(|_| e(format!("negative pad {p} (cropping) is not supported"))))
+                    .map(|&p| {
+                        usize::try_from(p)
+                            .map_err(|_| e(format!("negative pad {p} (cropping) is not supported")))
+                    })
                     .collect::<Result<_, _>>()?;
                 (Op::Pad { pads, value }, vec![0])
             }
@@ -616,9 +827,16 @@ impl Importer<'_> {
                     a.ints("axes").map(|v| v.to_vec()).unwrap_or_default()
                 };
                 let in_rank = rank0()?;
-                let rank = if cx.op_type == "Squeeze" { in_rank } else { in_rank + axes.len() };
-                let mut axes: Vec<usize> =
-                    axes.iter().map(|&x| normalize_axis(x, rank)).collect::<Result<_, _>>().map_err(e)?;
+                let rank = if cx.op_type == "Squeeze" {
+                    in_rank
+                } else {
+                    in_rank + axes.len()
+                };
+                let mut axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&x| normalize_axis(x, rank))
+                    .collect::<Result<_, _>>()
+                    .map_err(e)?;
                 axes.sort_unstable();
                 if cx.op_type == "Squeeze" {
                     if axes.is_empty() {
@@ -662,7 +880,10 @@ impl Importer<'_> {
             "" | "NOTSET" => match a.ints("pads") {
                 Some(p) => {
                     let p: [usize; 4] = sizes(p, "pads").map_err(e)?;
-                    Padding::Explicit { begin: [p[0], p[1]], end: [p[2], p[3]] }
+                    Padding::Explicit {
+                        begin: [p[0], p[1]],
+                        end: [p[2], p[3]],
+                    }
                 }
                 None => Padding::NONE,
             },

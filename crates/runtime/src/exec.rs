@@ -136,13 +136,7 @@ fn conv(
     let mut dst = out.data_mut().chunks_mut(out_len.max(1));
     for src in chunks(x.data(), c * h * w, n) {
         let dst = dst.next().expect("one output image per input image");
-        k::conv2d_f32(
-            &geometry,
-            src,
-            weights.data(),
-            bias.map(Tensor::data),
-            dst,
-        );
+        k::conv2d_f32(&geometry, src, weights.data(), bias.map(Tensor::data), dst);
     }
     Ok(out)
 }
@@ -203,7 +197,14 @@ fn lrn(attrs: &LrnAttrs, x: &Tensor) -> ExecResult {
     for src in chunks(x.data(), image, n) {
         let dst = dst.next().expect("one output image per input image");
         k::lrn_f32(
-            c, h * w, attrs.size, attrs.alpha, attrs.beta, attrs.bias, src, dst,
+            c,
+            h * w,
+            attrs.size,
+            attrs.alpha,
+            attrs.beta,
+            attrs.bias,
+            src,
+            dst,
         );
     }
     Ok(out)
@@ -253,7 +254,11 @@ fn concat(inputs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Tensor {
 fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
     let (a, b) = (inputs[0], inputs[1]);
     let (m, n) = (out_shape[0], out_shape[1]);
-    let k_dim = if attrs.trans_a { a.shape()[0] } else { a.shape()[1] };
+    let k_dim = if attrs.trans_a {
+        a.shape()[0]
+    } else {
+        a.shape()[1]
+    };
     let mut out = Tensor::zeros(out_shape.to_vec());
     if let Some(c) = inputs.get(2) {
         if attrs.beta != 0.0 {
@@ -401,7 +406,13 @@ fn reduce_mean(x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Tensor {
     }
     let data = sums
         .into_iter()
-        .map(|s| if reduced == 0 { f32::NAN } else { (s / reduced as f64) as f32 })
+        .map(|s| {
+            if reduced == 0 {
+                f32::NAN
+            } else {
+                (s / reduced as f64) as f32
+            }
+        })
         .collect();
     Tensor::new(out_shape.to_vec(), data).expect("reduce_mean fills its output")
 }

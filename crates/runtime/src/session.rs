@@ -102,14 +102,13 @@ impl Session {
                     .iter()
                     .map(|&id| value(graph, &slots, id))
                     .collect();
-                exec::execute(&node.op, &args, out_shape).map_err(|message| {
-                    RuntimeError::Node {
+                exec::execute(&node.op, &args, out_shape)
+                    .map_err(|message| RuntimeError::Node {
                         node: node.name.clone(),
                         op: node.op.name(),
                         message,
-                    }
-                })
-                .map(Some)?
+                    })
+                    .map(Some)?
             };
             let output = output.ok_or_else(|| RuntimeError::Node {
                 node: node.name.clone(),

@@ -11,7 +11,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let number = |s: &str, what: &str| {
-        s.parse::<u64>().map_err(|e| format!("{what} {s:?} is not a number: {e}"))
+        s.parse::<u64>()
+            .map_err(|e| format!("{what} {s:?} is not a number: {e}"))
     };
     let parsed = (|| -> Result<(u64, u64, u32), String> {
         let seed = number(&args[1], "SEED")?;

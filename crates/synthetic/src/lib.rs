@@ -31,7 +31,8 @@ use rng::Rng;
 pub const NUM_CLASSES: usize = 6;
 
 /// Class names, indexed by class id.
-pub const CLASS_NAMES: [&str; NUM_CLASSES] = ["disk", "square", "triangle", "cross", "ring", "star"];
+pub const CLASS_NAMES: [&str; NUM_CLASSES] =
+    ["disk", "square", "triangle", "cross", "ring", "star"];
 
 pub const DEFAULT_SIZE: u32 = 96;
 
@@ -50,8 +51,14 @@ pub(crate) enum Shape {
 }
 
 impl Shape {
-    const ALL: [Shape; NUM_CLASSES] =
-        [Shape::Disk, Shape::Square, Shape::Triangle, Shape::Cross, Shape::Ring, Shape::Star];
+    const ALL: [Shape; NUM_CLASSES] = [
+        Shape::Disk,
+        Shape::Square,
+        Shape::Triangle,
+        Shape::Cross,
+        Shape::Ring,
+        Shape::Star,
+    ];
 }
 
 /// Axis-aligned box in pixels, `x0..x1` by `y0..y1` (inclusive-exclusive).
@@ -94,6 +101,8 @@ pub struct Sample {
 }
 
 /// A sample together with what the tests need to check it against.
+// Only the tests read `background` and `coverage`.
+#[cfg_attr(not(test), allow(dead_code))]
 struct Rendered {
     sample: Sample,
     /// The image just before the object was drawn.
@@ -111,7 +120,10 @@ pub fn sample(seed: u64, index: u64, size: u32) -> Sample {
 }
 
 fn render(seed: u64, index: u64, size: u32) -> Rendered {
-    assert!(size >= 16, "images smaller than 16 pixels cannot hold a recognisable shape");
+    assert!(
+        size >= 16,
+        "images smaller than 16 pixels cannot hold a recognisable shape"
+    );
     let mut rng = Rng::for_sample(seed, index);
     let class = rng.below(NUM_CLASSES as u32) as usize;
 
@@ -124,7 +136,11 @@ fn render(seed: u64, index: u64, size: u32) -> Rendered {
     let coverage = render::object(&mut rng, &mut canvas, Shape::ALL[class]);
     let bbox = covered_box(&coverage, size as usize);
     Rendered {
-        sample: Sample { image: canvas.to_rgb8(), class, bbox },
+        sample: Sample {
+            image: canvas.to_rgb8(),
+            class,
+            bbox,
+        },
         background,
         coverage,
     }
@@ -140,7 +156,12 @@ fn covered_box(coverage: &[f32], size: usize) -> BBox {
         x1 = x1.max(x + 1);
         y1 = y1.max(y + 1);
     }
-    BBox { x0: x0 as f32, y0: y0 as f32, x1: x1 as f32, y1: y1 as f32 }
+    BBox {
+        x0: x0 as f32,
+        y0: y0 as f32,
+        x1: x1 as f32,
+        y1: y1 as f32,
+    }
 }
 
 /// Writes samples `0..count` of stream `seed` to `dir` as `NNNNNN.png`, with
@@ -216,7 +237,16 @@ mod tests {
         assert_eq!((s.class, s.bbox, digest), PINNED);
     }
 
-    const PINNED: (usize, BBox, u64) = (0, BBox { x0: 0.0, y0: 0.0, x1: 0.0, y1: 0.0 }, 0);
+    const PINNED: (usize, BBox, u64) = (
+        0,
+        BBox {
+            x0: 0.0,
+            y0: 0.0,
+            x1: 0.0,
+            y1: 0.0,
+        },
+        0,
+    );
 
     #[test]
     fn boxes_lie_inside_the_image_and_have_the_promised_size() {
@@ -242,8 +272,10 @@ mod tests {
             let mut covered = 0;
             for (i, &c) in r.coverage.iter().enumerate() {
                 let (x, y) = ((i % size) as u32, (i / size) as u32);
-                let (before, after) = (r.background.get_pixel(x, y), r.sample.image.get_pixel(x, y));
-                let in_box = (b.x0..b.x1).contains(&(x as f32)) && (b.y0..b.y1).contains(&(y as f32));
+                let (before, after) =
+                    (r.background.get_pixel(x, y), r.sample.image.get_pixel(x, y));
+                let in_box =
+                    (b.x0..b.x1).contains(&(x as f32)) && (b.y0..b.y1).contains(&(y as f32));
                 if c == 0.0 {
                     assert_eq!(before, after, "pixel ({x}, {y}) changed outside the object");
                 } else {
@@ -259,7 +291,10 @@ mod tests {
             assert!((b.y0 as u32..b.y1 as u32).any(|y| at(x1, y as f32)));
             assert!((b.x0 as u32..b.x1 as u32).any(|x| at(x as f32, y0)));
             assert!((b.x0 as u32..b.x1 as u32).any(|x| at(x as f32, y1)));
-            assert!(changed_inside * 10 >= covered * 9, "object barely visible: {index}");
+            assert!(
+                changed_inside * 10 >= covered * 9,
+                "object barely visible: {index}"
+            );
         }
     }
 
@@ -272,10 +307,15 @@ mod tests {
                 let _ = c;
                 let (x, y) = ((i % 96) as u32, (i / 96) as u32);
                 let luma = |p: &image::Rgb<u8>| render::luma(p.0.map(|v| v as f32 / 255.0));
-                diff += (luma(r.sample.image.get_pixel(x, y)) - luma(r.background.get_pixel(x, y))).abs();
+                diff += (luma(r.sample.image.get_pixel(x, y)) - luma(r.background.get_pixel(x, y)))
+                    .abs();
                 n += 1.0;
             }
-            assert!(diff / n > 0.1, "sample {index}: mean luma change {}", diff / n);
+            assert!(
+                diff / n > 0.1,
+                "sample {index}: mean luma change {}",
+                diff / n
+            );
         }
     }
 
@@ -288,20 +328,44 @@ mod tests {
         }
         let expected = n as usize / NUM_CLASSES;
         for (class, &c) in counts.iter().enumerate() {
-            assert!(c.abs_diff(expected) < expected / 5, "{}: {c} of {n}", CLASS_NAMES[class]);
+            assert!(
+                c.abs_diff(expected) < expected / 5,
+                "{}: {c} of {n}",
+                CLASS_NAMES[class]
+            );
         }
     }
 
     #[test]
     fn iou_of_known_boxes() {
-        let a = BBox { x0: 0.0, y0: 0.0, x1: 10.0, y1: 10.0 };
-        let b = BBox { x0: 5.0, y0: 0.0, x1: 15.0, y1: 10.0 };
-        let far = BBox { x0: 20.0, y0: 20.0, x1: 30.0, y1: 30.0 };
+        let a = BBox {
+            x0: 0.0,
+            y0: 0.0,
+            x1: 10.0,
+            y1: 10.0,
+        };
+        let b = BBox {
+            x0: 5.0,
+            y0: 0.0,
+            x1: 15.0,
+            y1: 10.0,
+        };
+        let far = BBox {
+            x0: 20.0,
+            y0: 20.0,
+            x1: 30.0,
+            y1: 30.0,
+        };
         assert_eq!(a.area(), 100.0);
         assert_eq!(a.iou(&a), 1.0);
         assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
         assert_eq!(a.iou(&far), 0.0);
-        let empty = BBox { x0: 3.0, y0: 3.0, x1: 3.0, y1: 3.0 };
+        let empty = BBox {
+            x0: 3.0,
+            y0: 3.0,
+            x1: 3.0,
+            y1: 3.0,
+        };
         assert_eq!(empty.iou(&empty), 0.0);
     }
 
@@ -316,9 +380,14 @@ mod tests {
         for (index, line) in lines[1..].iter().enumerate() {
             let s = sample(VAL_SEED, index as u64, 48);
             let b = s.bbox;
-            let want = format!("{:06}.png,{},{},{},{},{}", index, s.class, b.x0, b.y0, b.x1, b.y1);
+            let want = format!(
+                "{:06}.png,{},{},{},{},{}",
+                index, s.class, b.x0, b.y0, b.x1, b.y1
+            );
             assert_eq!(*line, want);
-            let img = image::open(dir.join(format!("{index:06}.png"))).unwrap().to_rgb8();
+            let img = image::open(dir.join(format!("{index:06}.png")))
+                .unwrap()
+                .to_rgb8();
             assert_eq!(img, s.image);
         }
         let names = fs::read_to_string(dir.join("labels.txt")).unwrap();

@@ -14,7 +14,10 @@ pub(crate) struct Canvas {
 
 impl Canvas {
     fn new(size: usize) -> Self {
-        Canvas { size, px: vec![[0.0; 3]; size * size] }
+        Canvas {
+            size,
+            px: vec![[0.0; 3]; size * size],
+        }
     }
 
     pub(crate) fn to_rgb8(&self) -> image::RgbImage {
@@ -90,7 +93,11 @@ struct ValueNoise {
 impl ValueNoise {
     fn new(rng: &mut Rng, cells: usize, extent: f32) -> Self {
         let lattice = (0..(cells + 1) * (cells + 1)).map(|_| rng.unit()).collect();
-        ValueNoise { cells, scale: cells as f32 / extent, lattice }
+        ValueNoise {
+            cells,
+            scale: cells as f32 / extent,
+            lattice,
+        }
     }
 
     fn at(&self, x: f32, y: f32) -> f32 {
@@ -122,7 +129,11 @@ impl Stripes {
     fn new(rng: &mut Rng, period: f32) -> Self {
         let (s, c) = sin_cos(rng.angle());
         let freq = std::f32::consts::TAU / period;
-        Stripes { dir: (c, s), freq, phase: rng.angle() }
+        Stripes {
+            dir: (c, s),
+            freq,
+            phase: rng.angle(),
+        }
     }
 
     fn at(&self, x: f32, y: f32) -> f32 {
@@ -146,7 +157,11 @@ pub(crate) fn background(rng: &mut Rng, size: usize) -> Canvas {
     let stripes = rng.chance(0.5).then(|| {
         let period = rng.range(4.0, 16.0) * unit;
         let s = Stripes::new(rng, period);
-        (s, random_colour(rng, (0.0, 0.7), (0.1, 0.9)), rng.range(0.1, 0.35))
+        (
+            s,
+            random_colour(rng, (0.0, 0.7), (0.1, 0.9)),
+            rng.range(0.1, 0.35),
+        )
     });
     let gradient = rng.chance(0.5).then(|| {
         let (s, c) = sin_cos(rng.angle());
@@ -218,7 +233,13 @@ pub(crate) fn grain(rng: &mut Rng, canvas: &mut Canvas, amp: f32) {
 }
 
 /// Membership test in the shape's own frame, where it fits the unit disk.
-fn shape_contains(shape: Shape, star: &[(f32, f32)], triangle: &[(f32, f32)], u: f32, v: f32) -> bool {
+fn shape_contains(
+    shape: Shape,
+    star: &[(f32, f32)],
+    triangle: &[(f32, f32)],
+    u: f32,
+    v: f32,
+) -> bool {
     let r2 = u * u + v * v;
     match shape {
         Shape::Disk => r2 <= 1.0,
@@ -368,7 +389,9 @@ impl Texture {
                 let period = rng.range(3.0, 9.0) * unit;
                 Texture::Stripes(Stripes::new(rng, period))
             }
-            2 => Texture::Checker { cell: rng.range(0.15, 0.5) },
+            2 => Texture::Checker {
+                cell: rng.range(0.15, 0.5),
+            },
             _ => {
                 let (s, c) = sin_cos(rng.angle());
                 Texture::Shading { dir: (c, s) }

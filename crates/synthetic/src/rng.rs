@@ -16,7 +16,9 @@ impl Rng {
     pub(crate) fn for_sample(seed: u64, index: u64) -> Self {
         let mut outer = Rng { state: seed };
         let key = outer.next_u64();
-        let mut inner = Rng { state: key ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03) };
+        let mut inner = Rng {
+            state: key ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        };
         // One extra round so neighbouring indices do not start from related states.
         let state = inner.next_u64();
         Rng { state }

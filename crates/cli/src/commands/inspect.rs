@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use kestrel_graph::{Dim, Graph, Node, Op, ValueKind};
+
+use crate::model::Model;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (.onnx).
+    model: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = Model::load(&args.model)?;
+    let graph = model.graph();
+    println!("{}", args.model.display());
+    for &id in &graph.inputs {
+        let value = graph.value(id);
+        if let ValueKind::Input { dims } = &value.kind {
+            let dims: Vec<String> = dims.iter().map(Dim::to_string).collect();
+            println!("input  {} [{}]", value.name, dims.join(", "));
+        }
+    }
+    for &id in &graph.outputs {
+        let value = graph.value(id);
+        println!("output {} {:?}", value.name, value.shape);
+    }
+    println!();
+    println!(
+        "{:>4}  {:<20} {:<34} {:<20} {:>10} {:>14}",
+        "#", "op", "name", "output", "params", "MACs"
+    );
+    let (mut total_params, mut total_macs) = (0u64, 0u64);
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let params = parameters(graph, node);
+        let macs = macs(graph, node);
+        total_params += params;
+        total_macs += macs;
+        println!(
+            "{:>4}  {:<20} {:<34} {:<20} {:>10} {:>14}",
+            i,
+            describe(&node.op),
+            truncate(&node.name, 34),
+            format!("{:?}", graph.value(node.output).shape),
+            params,
+            macs
+        );
+    }
+    println!();
+    println!(
+        "{} nodes, {} parameters, {:.3} GMAC per image (at the nominal input shape)",
+        graph.nodes.len(),
+        total_params,
+        total_macs as f64 / 1e9
+    );
+    match kestrel_explain::find_cam_tail(graph) {
+        Ok(tail) => println!(
+            "CAM: applies: feature map '{}' [{} x {}x{}] -> {} classes",
+            graph.value(tail.features).name,
+            tail.channels,
+            tail.feature_size.0,
+            tail.feature_size.1,
+            tail.classes
+        ),
+        Err(e) => println!("CAM: does not apply: {e}"),
+    }
+    Ok(())
+}
+
+/// The op name with its main attributes.
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Conv(c) => {
+            let mut s = format!("Conv {}x{}/{}", c.kernel[0], c.kernel[1], c.strides[0]);
+            if c.groups > 1 {
+                s += &format!(" g{}", c.groups);
+            }
+            s
+        }
+        Op::Pool(p) => format!(
+            "{} {}x{}/{}",
+            op.name(),
+            p.kernel[0],
+            p.kernel[1],
+            p.strides[0]
+        ),
+        _ => op.name().to_string(),
+    }
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(width - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// Elements of the node's constant inputs (weights and biases).
+fn parameters(graph: &Graph, node: &Node) -> u64 {
+    node.inputs
+        .iter()
+        .filter_map(|&id| graph.constant(id))
+        .map(|t| t.len() as u64)
+        .sum()
+}
+
+/// Multiply-accumulates of one node at the nominal shapes.
+pub fn macs(graph: &Graph, node: &Node) -> u64 {
+    let out: u64 = graph
+        .value(node.output)
+        .shape
+        .iter()
+        .map(|&d| d as u64)
+        .product();
+    match &node.op {
+        Op::Conv(c) => {
+            let w = &graph.value(node.inputs[1]).shape;
+            let per_output = w[1..].iter().map(|&d| d as u64).product::<u64>();
+            let _ = c;
+            out * per_output
+        }
+        Op::Gemm(g) => {
+            let a = &graph.value(node.inputs[0]).shape;
+            let k = if g.trans_a { a[0] } else { a[a.len() - 1] };
+            out * k as u64
+        }
+        Op::MatMul => {
+            let a = &graph.value(node.inputs[0]).shape;
+            out * a[a.len() - 1] as u64
+        }
+        _ => 0,
+    }
+}

@@ -1,0 +1,298 @@
+//! End-to-end tests of the `kestrel` binary on the bundled synthetic-task models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model(name: &str) -> PathBuf {
+    root().join("models/synthetic").join(format!("{name}.onnx"))
+}
+
+fn kestrel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the kestrel binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A scratch folder unique to one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kestrel-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes held-out sample `index` as a PNG and returns its path and sample.
+fn sample_png(dir: &Path, index: u64) -> (PathBuf, kestrel_synthetic::Sample) {
+    let sample = kestrel_synthetic::sample(kestrel_synthetic::EVAL_SEED, index, 96);
+    let path = dir.join(format!("sample{index}.png"));
+    sample.image.save(&path).unwrap();
+    (path, sample)
+}
+
+/// Asserts a failed run printed exactly one error line containing every `needle`.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        stdout(out)
+    );
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "error {err:?} does not mention {needle:?}"
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn classify_names_the_true_class() {
+    let dir = scratch("classify");
+    let (path, sample) = sample_png(&dir, 0);
+    for name in ["googlenet_tiny", "resnet_tiny"] {
+        let out = kestrel(&[
+            "classify",
+            model(name).to_str().unwrap(),
+            path.to_str().unwrap(),
+            "--preset",
+            "synthetic",
+            "--json",
+            "-k",
+            "3",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let top = v["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["class"], sample.class, "{name}: {v}");
+        assert_eq!(top[0]["name"], kestrel_synthetic::CLASS_NAMES[sample.class]);
+    }
+}
+
+#[test]
+fn cam_writes_overlay_raw_map_and_box() {
+    let dir = scratch("cam");
+    let (path, sample) = sample_png(&dir, 1);
+    let overlay = dir.join("overlay.png");
+    let raw = dir.join("raw.npy");
+    let out = kestrel(&[
+        "cam",
+        model("resnet_tiny").to_str().unwrap(),
+        path.to_str().unwrap(),
+        "--preset",
+        "synthetic",
+        "--json",
+        "-o",
+        overlay.to_str().unwrap(),
+        "--raw-out",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["map"]["width"], 12);
+    assert_eq!(v["map"]["height"], 12);
+    assert_eq!(v["map"]["data"].as_array().unwrap().len(), 144);
+    let b: Vec<f64> = v["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let t = sample.bbox;
+    let inter = (b[2].min(t.x1 as f64) - b[0].max(t.x0 as f64)).max(0.0)
+        * (b[3].min(t.y1 as f64) - b[1].max(t.y0 as f64)).max(0.0);
+    assert!(inter > 0.0, "CAM box {b:?} misses the object {t:?}");
+    let png = image::open(&overlay).unwrap();
+    assert_eq!((png.width(), png.height()), (96, 96));
+    assert!(std::fs::metadata(&raw).unwrap().len() > 144 * 4);
+}
+
+#[test]
+fn cam_refuses_a_class_out_of_range() {
+    let dir = scratch("cam-class");
+    let (path, _) = sample_png(&dir, 2);
+    let out = kestrel(&[
+        "cam",
+        model("googlenet_tiny").to_str().unwrap(),
+        path.to_str().unwrap(),
+        "--preset",
+        "synthetic",
+        "--class",
+        "6",
+    ]);
+    assert_one_line_error(&out, &["class 6"]);
+}
+
+#[test]
+fn inspect_reports_layers_macs_and_cam_tail() {
+    let out = kestrel(&["inspect", model("googlenet_tiny").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Conv"), "{text}");
+    assert!(text.contains("Concat"), "{text}");
+    assert!(text.contains("GMAC"), "{text}");
+    assert!(text.contains("CAM: applies"), "{text}");
+}
+
+#[test]
+fn run_reads_and_writes_npy() {
+    let dir = scratch("run");
+    let input = dir.join("x.npy");
+    let data: Vec<f32> = (0..3 * 96 * 96)
+        .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+        .collect();
+    write_npy(&input, &[1, 3, 96, 96], &data);
+    let out_dir = dir.join("out");
+    let out = kestrel(&[
+        "run",
+        model("resnet_tiny").to_str().unwrap(),
+        "--input",
+        &format!("input={}", input.display()),
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(out_dir.join("logits.npy")).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[1, 6]);
+    assert!(npy.into_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn run_rejects_missing_extra_and_misshaped_inputs() {
+    let dir = scratch("run-bad");
+    let wrong = dir.join("wrong.npy");
+    write_npy(&wrong, &[1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
+    let m = model("resnet_tiny");
+    let m = m.to_str().unwrap();
+    let out_dir = dir.join("out");
+    let out_dir = out_dir.to_str().unwrap();
+
+    let out = kestrel(&[
+        "run",
+        m,
+        "--input",
+        &format!("input={}", wrong.display()),
+        "-o",
+        out_dir,
+    ]);
+    assert_one_line_error(&out, &["input", "[1, 3, 32, 32]"]);
+
+    let out = kestrel(&[
+        "run",
+        m,
+        "--input",
+        &format!("other={}", wrong.display()),
+        "-o",
+        out_dir,
+    ]);
+    assert_one_line_error(&out, &["other", "no such input"]);
+
+    let missing = dir.join("absent.npy");
+    let out = kestrel(&[
+        "run",
+        m,
+        "--input",
+        &format!("input={}", missing.display()),
+        "-o",
+        out_dir,
+    ]);
+    assert_one_line_error(&out, &["absent.npy"]);
+
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"\x93NUMPY\x01\x00garbage").unwrap();
+    let out = kestrel(&[
+        "run",
+        m,
+        "--input",
+        &format!("input={}", garbage.display()),
+        "-o",
+        out_dir,
+    ]);
+    assert_one_line_error(&out, &["garbage.npy"]);
+}
+
+#[test]
+fn bad_model_and_image_files_give_one_line() {
+    let dir = scratch("bad-files");
+    let not_onnx = dir.join("model.onnx");
+    std::fs::write(&not_onnx, b"this is not a protobuf").unwrap();
+    let (image, _) = sample_png(&dir, 3);
+    let out = kestrel(&[
+        "classify",
+        not_onnx.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["model.onnx"]);
+
+    let not_png = dir.join("image.png");
+    std::fs::write(&not_png, b"plain text").unwrap();
+    let m = model("resnet_tiny");
+    let out = kestrel(&["classify", m.to_str().unwrap(), not_png.to_str().unwrap()]);
+    assert_one_line_error(&out, &["image.png"]);
+
+    let out = kestrel(&[
+        "classify",
+        m.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--preset",
+        "x",
+    ]);
+    assert_one_line_error(&out, &["x"]);
+}
+
+/// The CAM localization claim: for both bundled networks, at least 80% of 200 held-out
+/// generated images get a CAM box with IoU >= 0.5 against the true box.
+#[test]
+fn cam_localizes_the_held_out_synthetic_set() {
+    for name in ["googlenet_tiny", "resnet_tiny"] {
+        let out = kestrel(&[
+            "localize",
+            model(name).to_str().unwrap(),
+            "--count",
+            "200",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["images"], 200);
+        let localized = v["cam_iou_at_0_5"].as_f64().unwrap();
+        let accuracy = v["accuracy"].as_f64().unwrap();
+        assert!(
+            localized >= 0.8,
+            "{name}: CAM IoU>=0.5 for only {localized:.3} ({v})"
+        );
+        assert!(accuracy >= 0.9, "{name}: accuracy {accuracy:.3}");
+    }
+}
+
+fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}

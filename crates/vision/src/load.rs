@@ -1,0 +1,104 @@
+//! Decoding PNG and JPEG files to RGB8, with the size checked before any pixel is decoded.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::VisionError;
+
+/// Longest side [`load_image`] accepts.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+
+/// Most pixels [`load_image`] accepts: 134 megapixels, more than the largest camera photos,
+/// and at most 1 GiB while the decoder holds it (16-bit RGBA).
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 27;
+
+/// Decodes a PNG or JPEG file to 8-bit RGB.
+///
+/// The format is recognised from the file's signature, not its name. Grey and alpha images
+/// are converted (alpha is dropped, as PIL's `convert("RGB")` does). A header declaring more
+/// than [`MAX_IMAGE_SIDE`] per side or [`MAX_IMAGE_PIXELS`] in all is refused before decoding
+/// starts, so a small hostile file cannot make the decoder allocate gigabytes. Every error
+/// names the file.
+pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
+    let io_error = |source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let decode_error = |source| VisionError::Decode {
+        path: path.to_path_buf(),
+        source,
+    };
+
+    let mut file = File::open(path).map_err(io_error)?;
+    let mut start = Vec::with_capacity(24);
+    (&file).take(24).read_to_end(&mut start).map_err(io_error)?;
+    let format = match image::guess_format(&start) {
+        Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => format,
+        Ok(other) => {
+            return Err(VisionError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                format: format!("{other:?}"),
+            })
+        }
+        Err(_) => {
+            return Err(VisionError::NotAnImage {
+                path: path.to_path_buf(),
+            })
+        }
+    };
+    let check = |(width, height): (u32, u32)| {
+        if width > MAX_IMAGE_SIDE
+            || height > MAX_IMAGE_SIDE
+            || u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS
+        {
+            return Err(VisionError::TooLarge {
+                path: path.to_path_buf(),
+                width,
+                height,
+            });
+        }
+        Ok(())
+    };
+
+    // The PNG decoder reads on to the first pixel data before it reports the size, so a
+    // file cut after its header would otherwise be refused as truncated, not as too large.
+    if let Some(size) = png_declared_size(&start) {
+        check(size)?;
+    }
+    file.rewind().map_err(io_error)?;
+    let size = ImageReader::with_format(BufReader::new(&file), format)
+        .into_dimensions()
+        .map_err(decode_error)?;
+    check(size)?;
+    let (width, height) = size;
+
+    file.rewind().map_err(io_error)?;
+    let mut reader = ImageReader::with_format(BufReader::new(file), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    // Room for the largest accepted image in the widest decoded pixel type (RGBA, 16 bits),
+    // which the default of 512 MiB would refuse.
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
+    reader.limits(limits);
+    let image = reader.decode().map_err(decode_error)?;
+    log::debug!(
+        "{}: {format:?} {width}x{height} {:?}",
+        path.display(),
+        image.color()
+    );
+    Ok(image.into_rgb8())
+}
+
+/// Width and height from the IHDR chunk, which the PNG format requires to come first.
+fn png_declared_size(start: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = start.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&ihdr[4..8]), be(&ihdr[8..12])))
+}

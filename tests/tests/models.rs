@@ -1,0 +1,115 @@
+//! Every model the project claims to run, imported and run by Kestrel and compared with tract
+//! on a deterministic pseudo-random input at its nominal shape.
+
+use kestrel_graph::Dim;
+use kestrel_graph::ValueKind;
+use kestrel_tests::oracle::{compare_with_tract, Onnx};
+use kestrel_tests::{model_file, random_tensor, repo_root, required_file};
+use std::path::Path;
+
+/// Imports `path` and runs both engines on standard-normal inputs of the declared shape, with
+/// every free dimension (a symbolic batch) set to `batch`.
+fn check_model(path: &Path, batch: usize, seed: u64) {
+    let graph = kestrel_onnx::import_file(path)
+        .unwrap_or_else(|e| panic!("Kestrel cannot import {}: {e}", path.display()));
+    let inputs = graph
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let ValueKind::Input { dims } = &graph.value(id).kind else {
+                unreachable!()
+            };
+            let shape: Vec<usize> = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Free(_) => batch,
+                })
+                .collect();
+            random_tensor(&shape, seed + i as u64)
+        })
+        .collect();
+    drop(graph);
+    compare_with_tract(Onnx::File(path), inputs).assert_ok();
+}
+
+fn check_cached(relative: &str, batch: usize) {
+    if let Some(path) = model_file(relative) {
+        check_model(&path, batch, 0x6b65_7374_7265_6c00);
+    }
+}
+
+#[test]
+fn zoo_inception_v1() {
+    check_cached("zoo/inception_v1.onnx", 1);
+}
+
+#[test]
+fn zoo_resnet50() {
+    check_cached("zoo/resnet50.onnx", 1);
+}
+
+#[test]
+fn zoo_bvlc_alexnet() {
+    check_cached("zoo/bvlc_alexnet.onnx", 1);
+}
+
+#[test]
+fn zoo_zfnet512() {
+    check_cached("zoo/zfnet512.onnx", 1);
+}
+
+#[test]
+fn zoo_vgg19() {
+    check_cached("zoo/vgg19.onnx", 1);
+}
+
+#[test]
+fn zoo_squeezenet() {
+    check_cached("zoo/squeezenet.onnx", 1);
+}
+
+#[test]
+fn torchvision_googlenet() {
+    check_cached("torchvision/googlenet.onnx", 1);
+}
+
+#[test]
+fn torchvision_resnet18_batch_2() {
+    check_cached("torchvision/resnet18.onnx", 2);
+}
+
+#[test]
+fn torchvision_resnet50() {
+    check_cached("torchvision/resnet50.onnx", 1);
+}
+
+#[test]
+fn real_efficientnet_lite0() {
+    check_cached("real/efficientnet_lite0.onnx", 1);
+}
+
+#[test]
+fn real_resnet50_opennsfw() {
+    check_cached("real/resnet50_opennsfw.onnx", 1);
+}
+
+/// The synthetic-task models are committed (not generated), under `models/synthetic/`.
+fn check_synthetic(name: &str) {
+    let path = repo_root().join("models").join("synthetic").join(name);
+    let how = "it is trained by models/train_synthetic.py and committed";
+    if let Some(path) = required_file(path, how) {
+        check_model(&path, 3, 0x7379_6e74_6800);
+    }
+}
+
+#[test]
+fn synthetic_googlenet_tiny_batch_3() {
+    check_synthetic("googlenet_tiny.onnx");
+}
+
+#[test]
+fn synthetic_resnet_tiny_batch_3() {
+    check_synthetic("resnet_tiny.onnx");
+}
