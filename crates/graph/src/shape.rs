@@ -120,7 +120,7 @@ fn conv_shape(
     require_rank(x, 4, "conv input")?;
     require_rank(w, 4, "conv weights")?;
     let groups = a.groups;
-    if groups == 0 || x[1] % groups != 0 || w[0] % groups != 0 {
+    if groups == 0 || !x[1].is_multiple_of(groups) || !w[0].is_multiple_of(groups) {
         return Err(format!(
             "{groups} groups do not divide input channels {} and output channels {}",
             x[1], w[0]

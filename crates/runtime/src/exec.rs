@@ -353,7 +353,7 @@ fn softmax(x: &Tensor, axis: usize, coerce_2d: bool) -> Tensor {
     let outer: usize = shape[..axis].iter().product();
     let mut out = Tensor::zeros(shape.to_vec());
     if coerce_2d || axis + 1 == shape.len() {
-        let cols = if outer == 0 { 0 } else { x.len() / outer };
+        let cols = x.len().checked_div(outer).unwrap_or(0);
         k::softmax_f32(outer, cols, x.data(), out.data_mut());
         return out;
     }
