@@ -16,6 +16,9 @@ mod tensor;
 
 pub use error::GraphError;
 pub use graph::{Dim, Graph, Node, NodeId, Value, ValueId, ValueKind};
-pub use op::{BinaryOp, ConvAttrs, GemmAttrs, LrnAttrs, Op, Padding, PoolAttrs, PoolKind};
+pub use op::{
+    Activation, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, Padding, PoolAttrs,
+    PoolKind,
+};
 pub use shape::{broadcast_shapes, conv_output_size, pool_output_size, resolve_padding};
 pub use tensor::Tensor;

@@ -17,7 +17,8 @@ impl Padding {
 }
 
 /// A 2-D convolution over NCHW. Inputs: data, weights `[out, in / groups, kh, kw]`, optional
-/// bias `[out]`.
+/// bias `[out]`, and, when the epilogue adds a residual, the residual tensor (of the output's
+/// shape) as a fourth input after a bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvAttrs {
     pub kernel: [usize; 2],
@@ -25,6 +26,56 @@ pub struct ConvAttrs {
     pub dilations: [usize; 2],
     pub padding: Padding,
     pub groups: usize,
+    pub epilogue: Epilogue,
+}
+
+/// An elementwise activation a convolution applies to its result before writing it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    /// `clamp(x, min, max)`: ReLU6 is `Clip { min: 0, max: 6 }`.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+impl Activation {
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            // `v < 0` rather than `max`: NaN passes through, as the unfused Relu lets it.
+            Activation::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Activation::Clip { min, max } => {
+                if v < min {
+                    min
+                } else if v > max {
+                    max
+                } else {
+                    v
+                }
+            }
+        }
+    }
+}
+
+/// What a convolution does to its result before writing it, in this order: add the residual
+/// input (a ResNet shortcut), then apply the activation. The default does neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Epilogue {
+    pub residual: bool,
+    pub activation: Option<Activation>,
+}
+
+impl Epilogue {
+    pub fn is_empty(&self) -> bool {
+        !self.residual && self.activation.is_none()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +237,7 @@ impl Op {
     /// The accepted numbers of inputs (minimum, maximum).
     pub fn arity(&self) -> (usize, usize) {
         match self {
+            Op::Conv(a) if a.epilogue.residual => (4, 4),
             Op::Conv(_) => (2, 3),
             Op::Gemm(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),

@@ -231,7 +231,15 @@ impl Op {
         }
         let x = inputs[0];
         match self {
-            Op::Conv(a) => conv_shape(a, x, inputs[1], inputs.get(2).copied()),
+            Op::Conv(a) => {
+                let out = conv_shape(a, x, inputs[1], inputs.get(2).copied())?;
+                match inputs.get(3) {
+                    Some(&r) if r != out.as_slice() => Err(format!(
+                        "residual input {r:?} does not match the conv output {out:?}"
+                    )),
+                    _ => Ok(out),
+                }
+            }
             Op::Pool(a) => pool_shape(a, x),
             Op::GlobalAveragePool => {
                 if x.len() < 3 {

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use kestrel_graph::{
-    BinaryOp, ConvAttrs, Dim, GemmAttrs, Graph, LrnAttrs, Op, Padding, PoolAttrs, PoolKind, ValueId,
+    BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs, Op, Padding, PoolAttrs,
+    PoolKind, ValueId,
 };
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
@@ -575,6 +576,7 @@ impl Importer<'_> {
                 };
                 (
                     Op::Conv(ConvAttrs {
+                        epilogue: Epilogue::default(),
                         kernel,
                         strides,
                         dilations,

@@ -2,7 +2,8 @@
 //! errors here are the few conditions shape inference cannot see.
 
 use kestrel_graph::{
-    resolve_padding, BinaryOp, ConvAttrs, GemmAttrs, LrnAttrs, Op, PoolAttrs, PoolKind, Tensor,
+    resolve_padding, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, PoolAttrs, PoolKind,
+    Tensor,
 };
 use kestrel_kernels as k;
 
@@ -11,7 +12,7 @@ type ExecResult = Result<Tensor, String>;
 pub(crate) fn execute(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
     let x = inputs[0];
     match op {
-        Op::Conv(attrs) => conv(attrs, x, inputs[1], inputs.get(2).copied(), out_shape),
+        Op::Conv(attrs) => conv(attrs, inputs, out_shape),
         Op::Pool(attrs) => pool(attrs, x, out_shape),
         Op::GlobalAveragePool => {
             let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -96,13 +97,9 @@ fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
     }
 }
 
-fn conv(
-    attrs: &ConvAttrs,
-    x: &Tensor,
-    weights: &Tensor,
-    bias: Option<&Tensor>,
-    out_shape: &[usize],
-) -> ExecResult {
+/// Inputs: data, weights, optional bias, and the residual when the epilogue adds one.
+fn conv(attrs: &ConvAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+    let (x, weights, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
     let (n, c, h, w) = nchw(x.shape());
     let (begin, _) = resolve_padding(
         &attrs.padding,
@@ -138,7 +135,35 @@ fn conv(
         let dst = dst.next().expect("one output image per input image");
         k::conv2d_f32(&geometry, src, weights.data(), bias.map(Tensor::data), dst);
     }
+    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), &mut out)?;
     Ok(out)
+}
+
+/// The fused tail of a convolution, on its finished output: `act(out + residual)`.
+fn apply_epilogue(
+    epilogue: &Epilogue,
+    residual: Option<&Tensor>,
+    out: &mut Tensor,
+) -> Result<(), String> {
+    if epilogue.residual {
+        let residual = residual.ok_or("the conv epilogue adds a residual, but none is given")?;
+        if residual.shape() != out.shape() {
+            return Err(format!(
+                "residual {:?} does not match the conv output {:?}",
+                residual.shape(),
+                out.shape()
+            ));
+        }
+        for (o, &r) in out.data_mut().iter_mut().zip(residual.data()) {
+            *o += r;
+        }
+    }
+    if let Some(activation) = epilogue.activation {
+        for o in out.data_mut() {
+            *o = activation.apply(*o);
+        }
+    }
+    Ok(())
 }
 
 fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
