@@ -1,9 +1,11 @@
 //! Every model the project claims to run, imported and run by Kestrel and compared with tract
-//! on a deterministic pseudo-random input at its nominal shape.
+//! on a deterministic pseudo-random input at its nominal shape; and the optimized graph
+//! compared with the graph as imported.
 
-use kestrel_graph::Dim;
-use kestrel_graph::ValueKind;
-use kestrel_tests::oracle::{compare_with_tract, Onnx};
+use kestrel_graph::{Dim, Graph, Op, Tensor, ValueKind};
+use kestrel_optimizer::Report;
+use kestrel_runtime::Session;
+use kestrel_tests::oracle::{compare_with_tract, Comparison, Onnx};
 use kestrel_tests::{model_file, random_tensor, repo_root, required_file};
 use std::path::Path;
 
@@ -12,7 +14,7 @@ use std::path::Path;
 fn check_model(path: &Path, batch: usize, seed: u64) {
     let graph = kestrel_onnx::import_file(path)
         .unwrap_or_else(|e| panic!("Kestrel cannot import {}: {e}", path.display()));
-    let inputs = graph
+    let inputs: Vec<Tensor> = graph
         .inputs
         .iter()
         .enumerate()
@@ -30,8 +32,28 @@ fn check_model(path: &Path, batch: usize, seed: u64) {
             random_tensor(&shape, seed + i as u64)
         })
         .collect();
+    check_optimizer(path, &graph, &inputs);
     drop(graph);
     compare_with_tract(Onnx::File(path), inputs).assert_ok();
+}
+
+/// The optimizer's promise: the rewritten graph gives the imported graph's outputs within
+/// 1e-5 of the largest output.
+fn check_optimizer(path: &Path, graph: &Graph, inputs: &[Tensor]) {
+    let (optimized, report) = kestrel_optimizer::optimize(graph)
+        .unwrap_or_else(|e| panic!("{}: optimizer failed: {e}", path.display()));
+    eprintln!("{}: {report}", path.display());
+    let run = |g: Graph| {
+        Session::new(g)
+            .and_then(|s| s.run(inputs.to_vec()))
+            .expect("run")
+    };
+    let want = run(graph.clone());
+    let got = run(optimized);
+    for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+        let c = Comparison::new(&format!("output {i}"), got, want, 1e-5);
+        assert!(c.ok(), "{}: optimized graph differs: {c}", path.display());
+    }
 }
 
 fn check_cached(relative: &str, batch: usize) {
@@ -112,4 +134,40 @@ fn synthetic_googlenet_tiny_batch_3() {
 #[test]
 fn synthetic_resnet_tiny_batch_3() {
     check_synthetic("resnet_tiny.onnx");
+}
+
+/// How many nodes of the optimized graph satisfy `pred`.
+fn count_after_optimizing(relative: &str, pred: impl Fn(&Op) -> bool) -> Option<(usize, Report)> {
+    let path = model_file(relative)?;
+    let graph = kestrel_onnx::import_file(&path).expect("import");
+    let (optimized, report) = kestrel_optimizer::optimize(&graph).expect("optimize");
+    Some((
+        optimized.nodes.iter().filter(|n| pred(&n.op)).count(),
+        report,
+    ))
+}
+
+/// ResNet-50: every batch norm folds into its conv, and every residual Add and every ReLU ends
+/// up in a conv epilogue.
+#[test]
+fn zoo_resnet50_fusions() {
+    let left = |op: &Op| matches!(op, Op::BatchNorm { .. } | Op::Binary(_) | Op::Relu);
+    let Some((remaining, report)) = count_after_optimizing("zoo/resnet50.onnx", left) else {
+        return;
+    };
+    assert_eq!(remaining, 0, "{report}");
+    assert_eq!(report.count("fold-batch-norm"), 53, "{report}");
+    assert_eq!(report.count("fold-residual-add"), 16, "{report}");
+    assert_eq!(report.count("fuse-activation"), 49, "{report}");
+}
+
+/// GoogLeNet: every ReLU follows a conv and fuses into it, and Dropout disappears.
+#[test]
+fn zoo_inception_v1_fusions() {
+    let left = |op: &Op| matches!(op, Op::Relu | Op::Identity);
+    let Some((remaining, report)) = count_after_optimizing("zoo/inception_v1.onnx", left) else {
+        return;
+    };
+    assert_eq!(remaining, 0, "{report}");
+    assert_eq!(report.count("fuse-activation"), 57, "{report}");
 }

@@ -24,6 +24,9 @@ struct Cli {
     /// Log level for diagnostics on standard error (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     log: String,
+    /// Run the graph as imported, without the optimizer's fusions.
+    #[arg(long, global = true)]
+    no_optimize: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
         .parse_filters(&cli.log)
         .format_timestamp(None)
         .init();
+    if cli.no_optimize {
+        model::disable_optimization();
+    }
     let result = match cli.command {
         Command::Classify(args) => commands::classify::run(args),
         Command::Cam(args) => commands::cam::run(args),

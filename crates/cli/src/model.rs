@@ -1,13 +1,17 @@
 //! Loading a model file and reading what its input expects.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use kestrel_graph::{Dim, Graph, ValueKind};
+use kestrel_optimizer::Report;
 use kestrel_runtime::Session;
 
 pub struct Model {
     pub session: Session,
+    /// What the optimizer did, unless `--no-optimize` was given.
+    pub optimized: Option<Report>,
 }
 
 /// What an image classifier's single input looks like.
@@ -20,10 +24,10 @@ pub struct ImageInput {
 
 impl Model {
     pub fn load(path: &Path) -> Result<Model> {
-        let graph = load_graph(path)?;
+        let (graph, optimized) = load_graph_with_report(path)?;
         let session =
             Session::new(graph).with_context(|| format!("{}: invalid graph", path.display()))?;
-        Ok(Model { session })
+        Ok(Model { session, optimized })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -93,13 +97,33 @@ impl Model {
 }
 
 /// Reads an ONNX model into Kestrel's IR.
+/// Whether loaded graphs go through the optimizer; `--no-optimize` turns it off for the whole
+/// process, to compare against the graph as imported.
+static OPTIMIZE: AtomicBool = AtomicBool::new(true);
+
+pub fn disable_optimization() {
+    OPTIMIZE.store(false, Ordering::Relaxed);
+}
+
+/// The model's graph, optimized unless `--no-optimize` was given.
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    Ok(load_graph_with_report(path)?.0)
+}
+
+/// The model's graph and, when it was optimized, what the optimizer did.
+pub fn load_graph_with_report(path: &Path) -> Result<(Graph, Option<Report>)> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match ext {
-        "onnx" => kestrel_onnx::import_file(path).with_context(|| path.display().to_string()),
+    let graph = match ext {
+        "onnx" => kestrel_onnx::import_file(path).with_context(|| path.display().to_string())?,
         _ => bail!(
             "{}: unknown model format (expected a .onnx file)",
             path.display()
         ),
+    };
+    if !OPTIMIZE.load(Ordering::Relaxed) {
+        return Ok((graph, None));
     }
+    let (graph, report) = kestrel_optimizer::optimize(&graph)
+        .with_context(|| format!("{}: optimizing the graph", path.display()))?;
+    Ok((graph, Some(report)))
 }

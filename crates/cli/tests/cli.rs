@@ -151,6 +151,35 @@ fn inspect_reports_layers_macs_and_cam_tail() {
     assert!(text.contains("CAM: applies"), "{text}");
 }
 
+/// The fused graph by default, with what the optimizer did; the imported one on request. Both
+/// classify the same image the same way.
+#[test]
+fn inspect_shows_the_fused_graph_and_no_optimize_the_imported_one() {
+    let m = model("resnet_tiny");
+    let m = m.to_str().unwrap();
+    let fused = stdout(&kestrel(&["inspect", m]));
+    assert!(fused.contains("Conv 3x3/1 +add +relu"), "{fused}");
+    assert!(fused.contains("fold-batch-norm x13"), "{fused}");
+    assert!(!fused.contains("BatchNormalization"), "{fused}");
+    let imported = stdout(&kestrel(&["inspect", m, "--no-optimize"]));
+    assert!(imported.contains("BatchNormalization"), "{imported}");
+    assert!(imported.contains("not optimized"), "{imported}");
+
+    let dir = scratch("no-optimize");
+    let (image, _) = sample_png(&dir, 5);
+    let image = image.to_str().unwrap();
+    let classify = |extra: &[&str]| {
+        let mut args = vec!["classify", m, image, "--json"];
+        args.extend_from_slice(extra);
+        let out = kestrel(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        v
+    };
+    let (a, b) = (classify(&[]), classify(&["--no-optimize"]));
+    assert_eq!(a["top"][0]["class"], b["top"][0]["class"], "{a} {b}");
+}
+
 #[test]
 fn run_reads_and_writes_npy() {
     let dir = scratch("run");

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kestrel_graph::{Dim, Graph, Node, Op, ValueKind};
+use kestrel_graph::{Activation, Dim, Graph, Node, Op, ValueKind};
 
 use crate::model::Model;
 
@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!();
     println!(
-        "{:>4}  {:<20} {:<34} {:<20} {:>10} {:>14}",
+        "{:>4}  {:<26} {:<34} {:<20} {:>10} {:>14}",
         "#", "op", "name", "output", "params", "MACs"
     );
     let (mut total_params, mut total_macs) = (0u64, 0u64);
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<()> {
         total_params += params;
         total_macs += macs;
         println!(
-            "{:>4}  {:<20} {:<34} {:<20} {:>10} {:>14}",
+            "{:>4}  {:<26} {:<34} {:<20} {:>10} {:>14}",
             i,
             describe(&node.op),
             truncate(&node.name, 34),
@@ -54,6 +54,10 @@ pub fn run(args: Args) -> Result<()> {
         total_params,
         total_macs as f64 / 1e9
     );
+    match &model.optimized {
+        Some(report) => println!("optimized: {report}"),
+        None => println!("not optimized (--no-optimize)"),
+    }
     match kestrel_explain::find_cam_tail(graph) {
         Ok(tail) => println!(
             "CAM: applies: feature map '{}' [{} x {}x{}] -> {} classes",
@@ -75,6 +79,14 @@ fn describe(op: &Op) -> String {
             let mut s = format!("Conv {}x{}/{}", c.kernel[0], c.kernel[1], c.strides[0]);
             if c.groups > 1 {
                 s += &format!(" g{}", c.groups);
+            }
+            if c.epilogue.residual {
+                s += " +add";
+            }
+            match c.epilogue.activation {
+                Some(Activation::Relu) => s += " +relu",
+                Some(Activation::Clip { min, max }) => s += &format!(" +clip({min},{max})"),
+                None => {}
             }
             s
         }

@@ -8,10 +8,10 @@
 //! y[o] = sum (s[o] * W[o]) * x + (s[o] * (b[o] - mean[o]) + beta[o])
 //! ```
 //!
-//! one convolution with weights `W'[o] = s[o] * W[o]` and bias `b'[o] = s[o] * (b[o] - mean[o])
-//! + beta[o]` (`b = 0` when the convolution has none). `s` and `b'` are formed in f64 so a
-//! tiny variance with a large epsilon, or the reverse, loses nothing before the one rounding to
-//! f32.
+//! one convolution with weights `W'[o] = s[o] * W[o]` and bias
+//! `b'[o] = s[o] * (b[o] - mean[o]) + beta[o]` (`b = 0` when the convolution has none). `s` and
+//! `b'` are formed in f64 so a tiny variance with a large epsilon, or the reverse, loses nothing
+//! before the one rounding to f32.
 
 use kestrel_graph::{Graph, GraphError, NodeId, Op, Tensor};
 
