@@ -45,6 +45,8 @@ enum Command {
     Localize(commands::localize::Args),
     /// Classifies generated images with the bundled models and writes CAM overlays and boxes.
     Demo(commands::demo::Args),
+    /// Latency of whole-model runs: min, median, p90, p99, throughput, per-node profile.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Localize(args) => commands::localize::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

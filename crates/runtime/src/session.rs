@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use kestrel_graph::{Graph, Tensor, ValueId, ValueKind};
 
@@ -52,6 +53,25 @@ impl Session {
         inputs: Vec<Tensor>,
         keep: &[ValueId],
     ) -> Result<RunOutput, RuntimeError> {
+        self.run_inner(inputs, keep, None)
+    }
+
+    /// Like [`Session::run`], and also returns how long each node took, in node order.
+    pub fn run_profiled(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, Vec<Duration>), RuntimeError> {
+        let mut times = Vec::with_capacity(self.graph.nodes.len());
+        let outputs = self.run_inner(inputs, &[], Some(&mut times))?.outputs;
+        Ok((outputs, times))
+    }
+
+    fn run_inner(
+        &self,
+        inputs: Vec<Tensor>,
+        keep: &[ValueId],
+        mut profile: Option<&mut Vec<Duration>>,
+    ) -> Result<RunOutput, RuntimeError> {
         let graph = &self.graph;
         if inputs.len() != graph.inputs.len() {
             let names: Vec<&str> = graph
@@ -84,6 +104,7 @@ impl Session {
         }
 
         for (index, node) in graph.nodes.iter().enumerate() {
+            let started = profile.is_some().then(Instant::now);
             let out_shape = &shapes[node.output.0];
             let output = if node.op.is_view() {
                 let source = node.inputs[0];
@@ -120,6 +141,9 @@ impl Session {
                 if !pinned[input.0] && self.last_reader[input.0] == Some(index) {
                     slots[input.0] = None;
                 }
+            }
+            if let (Some(times), Some(started)) = (profile.as_deref_mut(), started) {
+                times.push(started.elapsed());
             }
         }
 

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The op name with its main attributes.
-fn describe(op: &Op) -> String {
+pub fn describe(op: &Op) -> String {
     match op {
         Op::Conv(c) => {
             let mut s = format!("Conv {}x{}/{}", c.kernel[0], c.kernel[1], c.strides[0]);

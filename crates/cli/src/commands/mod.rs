@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod cam;
 pub mod classify;
 pub mod demo;

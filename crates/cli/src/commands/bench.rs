@@ -1,0 +1,164 @@
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kestrel_graph::{Dim, Graph, Tensor, ValueKind};
+use serde_json::json;
+
+use crate::commands::inspect::{describe, macs};
+use crate::model::Model;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (.onnx).
+    model: PathBuf,
+    /// Timed runs (after the warm-up).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Untimed runs first, to fault in memory and warm the caches.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Images per run, for inputs whose batch dimension is free.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Also time every node and print the slowest, with their GMAC/s.
+    #[arg(long)]
+    profile: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let model = Model::load(&args.model)?;
+    let graph = model.graph();
+    let inputs = synthetic_inputs(graph, args.batch)?;
+    let macs_per_run: u64 =
+        graph.nodes.iter().map(|n| macs(graph, n)).sum::<u64>() * args.batch as u64;
+
+    for _ in 0..args.warmup {
+        model.session.run(inputs.clone())?;
+    }
+    let mut latencies = Vec::with_capacity(args.runs);
+    let mut node_times = vec![Duration::ZERO; graph.nodes.len()];
+    for _ in 0..args.runs {
+        let inputs = inputs.clone();
+        let started = Instant::now();
+        if args.profile {
+            let (_, times) = model.session.run_profiled(inputs)?;
+            for (total, t) in node_times.iter_mut().zip(times) {
+                *total += t;
+            }
+        } else {
+            model.session.run(inputs)?;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let median = pick(0.5);
+    let images_per_s = args.batch as f64 / median.as_secs_f64();
+    let gmacs = macs_per_run as f64 / median.as_secs_f64() / 1e9;
+
+    if args.json {
+        let out = json!({
+            "model": args.model,
+            "batch": args.batch,
+            "runs": args.runs,
+            "min_ms": ms(latencies[0]),
+            "median_ms": ms(median),
+            "p90_ms": ms(pick(0.9)),
+            "p99_ms": ms(pick(0.99)),
+            "images_per_s": images_per_s,
+            "gmac_per_s": gmacs,
+            "kernels": "generic",
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{}: batch {}, {:.3} GMAC per run, {} runs after {} warm-up, kernels: generic",
+            args.model.display(),
+            args.batch,
+            macs_per_run as f64 / 1e9,
+            args.runs,
+            args.warmup
+        );
+        println!(
+            "latency ms: min {:.2}, median {:.2}, p90 {:.2}, p99 {:.2}",
+            ms(latencies[0]),
+            ms(median),
+            ms(pick(0.9)),
+            ms(pick(0.99))
+        );
+        println!("throughput: {images_per_s:.1} images/s, {gmacs:.2} GMAC/s");
+    }
+    if args.profile {
+        print_profile(graph, &node_times, args.runs, args.batch);
+    }
+    Ok(())
+}
+
+/// The nodes by total time, slowest first, with their share and GMAC/s.
+fn print_profile(graph: &Graph, node_times: &[Duration], runs: usize, batch: usize) {
+    let total: f64 = node_times.iter().map(Duration::as_secs_f64).sum();
+    let mut order: Vec<usize> = (0..node_times.len()).collect();
+    order.sort_by(|&a, &b| node_times[b].cmp(&node_times[a]));
+    println!();
+    println!(
+        "{:>4}  {:<26} {:<34} {:>9} {:>6} {:>8}",
+        "#", "op", "name", "ms/run", "share", "GMAC/s"
+    );
+    for i in order {
+        let node = &graph.nodes[i];
+        let secs = node_times[i].as_secs_f64() / runs as f64;
+        let gmacs = match macs(graph, node) * batch as u64 {
+            0 => String::new(),
+            m if secs > 0.0 => format!("{:.2}", m as f64 / secs / 1e9),
+            _ => String::new(),
+        };
+        println!(
+            "{:>4}  {:<26} {:<34} {:>9.3} {:>5.1}% {:>8}",
+            i,
+            describe(&node.op),
+            node.name.chars().take(34).collect::<String>(),
+            secs * 1e3,
+            100.0 * node_times[i].as_secs_f64() / total.max(f64::MIN_POSITIVE),
+            gmacs
+        );
+    }
+}
+
+/// Deterministic inputs of each graph input's declared shape, free dimensions set to `batch`.
+fn synthetic_inputs(graph: &Graph, batch: usize) -> Result<Vec<Tensor>> {
+    graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let value = graph.value(id);
+            let ValueKind::Input { dims } = &value.kind else {
+                bail!("'{}' is not a graph input", value.name);
+            };
+            let shape: Vec<usize> = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Free(_) => batch,
+                })
+                .collect();
+            let len = kestrel_graph::element_count(&shape)
+                .filter(|&n| n <= 1 << 28)
+                .with_context(|| {
+                    format!("input '{}' of shape {shape:?} is too large", value.name)
+                })?;
+            let data = (0..len).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+            Ok(Tensor::new(shape, data).expect("length matches shape"))
+        })
+        .collect()
+}
