@@ -93,6 +93,19 @@ impl ModelBuilder {
         self
     }
 
+    /// A boolean scalar initializer.
+    pub fn bool_scalar(mut self, name: &str, value: bool) -> Self {
+        const BOOL: i32 = 9;
+        self.graph.initializer.push(TensorProto {
+            name: name.into(),
+            dims: vec![],
+            data_type: BOOL,
+            int32_data: vec![i32::from(value)],
+            ..Default::default()
+        });
+        self
+    }
+
     pub fn build(self) -> ModelProto {
         ModelProto {
             ir_version: 7,

@@ -696,3 +696,102 @@ fn garbage_bytes_fail_cleanly() {
         assert!(outcome.is_ok(), "trial {trial} panicked");
     }
 }
+
+// --- Graphs that are not valid ONNX, or ask for more than an edge device has -----------------
+
+#[test]
+fn two_producers_of_one_tensor_are_refused() {
+    let bytes = ModelBuilder::new(13)
+        .input_fixed("x", &[1, 4])
+        .output("y")
+        .node("Relu", "first", &["x"], &["y"], vec![])
+        .node("Sigmoid", "second", &["x"], &["y"], vec![])
+        .bytes();
+    let msg = import_error(&bytes);
+    assert!(msg.contains("second") && msg.contains("'y'"), "{msg}");
+}
+
+#[test]
+fn dropout_in_training_mode_is_refused() {
+    let bytes = ModelBuilder::new(13)
+        .input_fixed("x", &[1, 4])
+        .weights("ratio", &[], vec![0.5])
+        .bool_scalar("train", true)
+        .output("y")
+        .node("Dropout", "drop", &["x", "ratio", "train"], &["y"], vec![])
+        .bytes();
+    let msg = import_error(&bytes);
+    assert!(
+        msg.contains("drop") && msg.contains("training_mode"),
+        "{msg}"
+    );
+}
+
+/// Sum, Max and Min take any number of inputs; three and four must work, with broadcasting.
+#[test]
+fn variadic_sum_max_min() {
+    for op in ["Sum", "Max", "Min"] {
+        let bytes = ModelBuilder::new(13)
+            .input_fixed("a", &[2, 3])
+            .input_fixed("b", &[1, 3])
+            .input_fixed("c", &[2, 1])
+            .input_fixed("d", &[2, 3])
+            .output("y")
+            .node(op, "reduce", &["a", "b", "c", "d"], &["y"], vec![])
+            .bytes();
+        let inputs = vec![
+            random_tensor(&[2, 3], 1),
+            random_tensor(&[1, 3], 2),
+            random_tensor(&[2, 1], 3),
+            random_tensor(&[2, 3], 4),
+        ];
+        let want: Vec<f32> = (0..6)
+            .map(|i| {
+                let (r, c) = (i / 3, i % 3);
+                let v = [
+                    inputs[0].data()[i],
+                    inputs[1].data()[c],
+                    inputs[2].data()[r],
+                    inputs[3].data()[i],
+                ];
+                match op {
+                    "Sum" => v.iter().sum(),
+                    "Max" => v.iter().copied().fold(f32::MIN, f32::max),
+                    _ => v.iter().copied().fold(f32::MAX, f32::min),
+                }
+            })
+            .collect();
+        let want = Tensor::new(vec![2, 3], want).unwrap();
+        check_all(op, &bytes, inputs, &[want]);
+    }
+}
+
+/// A tiny model whose Pad asks for a multi-gigabyte tensor is refused before anything is
+/// allocated, naming the node.
+#[test]
+fn huge_intermediate_tensor_is_refused_naming_the_node() {
+    let bytes = ModelBuilder::new(13)
+        .input_fixed("x", &[1, 3, 8, 8])
+        .ints("pads", &[0, 0, 26000, 26000, 0, 0, 26000, 26000])
+        .output("y")
+        .node("Pad", "inflate", &["x", "pads"], &["p"], vec![])
+        .node("GlobalAveragePool", "gap", &["p"], &["y"], vec![])
+        .bytes();
+    let graph = kestrel_onnx::import_bytes(&bytes, None).expect("the graph itself is valid");
+    let err = Session::new(graph)
+        .and_then(|s| s.run(vec![Tensor::zeros(vec![1, 3, 8, 8])]))
+        .expect_err("a 2-billion-element tensor must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("inflate") && msg.contains("limit"), "{msg}");
+}
+
+#[test]
+fn concat_without_inputs_says_how_many_it_needs() {
+    let bytes = ModelBuilder::new(13)
+        .input_fixed("x", &[2])
+        .output("y")
+        .node("Concat", "cat", &[], &["y"], vec![attr_int("axis", 0)])
+        .bytes();
+    let msg = import_error(&bytes);
+    assert!(!msg.contains(&usize::MAX.to_string()), "{msg}");
+}

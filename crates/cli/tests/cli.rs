@@ -330,7 +330,9 @@ fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
 fn bench_reports_latency_percentiles_and_profile() {
     let m = model("googlenet_tiny");
     let m = m.to_str().unwrap();
-    let out = kestrel(&["bench", m, "--runs", "5", "--warmup", "1", "--batch", "2", "--json"]);
+    let out = kestrel(&[
+        "bench", m, "--runs", "5", "--warmup", "1", "--batch", "2", "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let (min, median, p90, p99) = (
@@ -339,7 +341,10 @@ fn bench_reports_latency_percentiles_and_profile() {
         v["p90_ms"].as_f64().unwrap(),
         v["p99_ms"].as_f64().unwrap(),
     );
-    assert!(0.0 < min && min <= median && median <= p90 && p90 <= p99, "{v}");
+    assert!(
+        0.0 < min && min <= median && median <= p90 && p90 <= p99,
+        "{v}"
+    );
     assert_eq!(v["batch"], 2);
     assert!(v["gmac_per_s"].as_f64().unwrap() > 0.0, "{v}");
 

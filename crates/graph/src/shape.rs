@@ -227,7 +227,12 @@ impl Op {
     pub fn output_shape(&self, inputs: &[&[usize]]) -> ShapeResult<Vec<usize>> {
         let (min, max) = self.arity();
         if inputs.len() < min || inputs.len() > max {
-            return Err(format!("takes {min} to {max} inputs, got {}", inputs.len()));
+            let expected = match (min, max) {
+                (min, usize::MAX) => format!("at least {min}"),
+                (min, max) if min == max => min.to_string(),
+                (min, max) => format!("{min} to {max}"),
+            };
+            return Err(format!("takes {expected} inputs, got {}", inputs.len()));
         }
         let x = inputs[0];
         match self {

@@ -277,10 +277,10 @@ impl NodeCx<'_> {
     fn expect_inputs(&self, min: usize, max: usize) -> Result<(), ImportError> {
         let n = self.inputs.len();
         if n < min || n > max {
-            let wanted = if min == max {
-                min.to_string()
-            } else {
-                format!("{min} to {max}")
+            let wanted = match (min, max) {
+                (min, usize::MAX) => format!("at least {min}"),
+                (min, max) if min == max => min.to_string(),
+                (min, max) => format!("{min} to {max}"),
             };
             return Err(self.err(format!("takes {wanted} inputs, got {n}")));
         }
@@ -359,10 +359,34 @@ impl Importer<'_> {
                 return Err(cx.err(format!("its extra output '{extra}' is not supported")));
             }
         }
+        if self.known.contains_key(&output) || self.materialised.contains_key(&output) {
+            return Err(cx.err(format!(
+                "writes '{output}', which a graph input, initializer or earlier node already \
+                 defines (every tensor must have one producer)"
+            )));
+        }
+        // Dropout in training mode drops activations at random; only inference is defined.
+        if let (true, Some(mode)) = (
+            node.op_type == "Dropout",
+            cx.inputs.get(2).and_then(Option::as_ref),
+        ) {
+            let training = match mode {
+                Known::Const(c) => c.as_i64s().iter().any(|&v| v != 0),
+                Known::Value(_) => true,
+            };
+            if training {
+                return Err(
+                    cx.err("training_mode is set (or computed); only inference Dropout runs")
+                );
+            }
+        }
 
         if let Some(folded) = self.fold(&cx)? {
             self.known.insert(output, Known::Const(Rc::new(folded)));
             return Ok(());
+        }
+        if matches!(node.op_type.as_str(), "Sum" | "Max" | "Min") && node.input.len() > 2 {
+            return self.variadic(&cx, &node.input, output);
         }
         let (op, operands) = self.runtime_op(&cx)?;
         let mut ids = Vec::with_capacity(operands.len());
@@ -374,6 +398,38 @@ impl Importer<'_> {
             .graph
             .add_node(cx.name.clone(), op, ids, output.clone())?;
         self.known.insert(output, Known::Value(id));
+        Ok(())
+    }
+
+    /// Sum, Max and Min of three or more inputs, as a chain of two-input nodes: the first
+    /// named after the ONNX node, the others `name#2`, `name#3`, ..., the last writing `output`.
+    fn variadic(
+        &mut self,
+        cx: &NodeCx,
+        inputs: &[String],
+        output: String,
+    ) -> Result<(), ImportError> {
+        let op = Op::Binary(match cx.op_type {
+            "Sum" => BinaryOp::Add,
+            "Max" => BinaryOp::Max,
+            _ => BinaryOp::Min,
+        });
+        if inputs.iter().any(String::is_empty) {
+            return Err(cx.err("has an empty input name"));
+        }
+        let mut acc = self.runtime_value(&inputs[0]).map_err(|m| cx.err(m))?;
+        for (i, input) in inputs.iter().enumerate().skip(1) {
+            let rhs = self.runtime_value(input).map_err(|m| cx.err(m))?;
+            let last = i + 1 == inputs.len();
+            let (name, out) = if i == 1 {
+                (cx.name.clone(), format!("{output}#1"))
+            } else {
+                (format!("{}#{i}", cx.name), format!("{output}#{i}"))
+            };
+            let out = if last { output.clone() } else { out };
+            acc = self.graph.add_node(name, op.clone(), vec![acc, rhs], out)?;
+        }
+        self.known.insert(output, Known::Value(acc));
         Ok(())
     }
 

@@ -6,9 +6,11 @@ use kestrel_graph::{Graph, Tensor, ValueId, ValueKind};
 use crate::error::RuntimeError;
 use crate::exec;
 
-/// Largest activation a run may allocate, in elements (8 GiB of f32). Shapes come from the
-/// inputs a caller passes, so this bounds what a hostile input shape can make us allocate.
-const MAX_TENSOR_ELEMENTS: usize = 1 << 31;
+/// Largest tensor a run may allocate, in elements (1 GiB of f32). Shapes come from the inputs
+/// a caller passes and from attributes in the model file, so this bounds what a hostile input
+/// or model can make us allocate. The largest activation of the classic nets is VGG's first
+/// (64 x 224 x 224 per image), so this still leaves room for batches of a few hundred images.
+const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
 
 /// A graph ready to run.
 #[derive(Debug)]
@@ -166,14 +168,29 @@ impl Session {
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .filter(|&n| n <= MAX_TENSOR_ELEMENTS);
-            if elements.is_none() {
-                return Err(RuntimeError::Input {
+            if elements.is_some() {
+                continue;
+            }
+            let message = format!(
+                "its output {shape:?} would exceed the limit of {MAX_TENSOR_ELEMENTS} elements \
+                 per tensor"
+            );
+            return Err(match &value.kind {
+                ValueKind::Node(n) => {
+                    let node = self.graph.node(*n);
+                    RuntimeError::Node {
+                        node: node.name.clone(),
+                        op: node.op.name(),
+                        message,
+                    }
+                }
+                _ => RuntimeError::Input {
                     name: value.name.clone(),
                     message: format!(
-                        "shape {shape:?} exceeds the {MAX_TENSOR_ELEMENTS}-element limit"
+                        "shape {shape:?} exceeds the limit of {MAX_TENSOR_ELEMENTS} elements"
                     ),
-                });
-            }
+                },
+            });
         }
         Ok(())
     }
