@@ -9,6 +9,8 @@ const MAX_LABEL_BYTES: u64 = 16 << 20;
 
 pub struct Labels {
     names: Vec<String>,
+    /// The file the names came from, for messages.
+    path: Option<PathBuf>,
 }
 
 impl Labels {
@@ -21,7 +23,10 @@ impl Labels {
         };
         match path {
             Some(p) => Labels::read(&p),
-            None => Ok(Labels { names: Vec::new() }),
+            None => Ok(Labels {
+                names: Vec::new(),
+                path: None,
+            }),
         }
     }
 
@@ -37,15 +42,26 @@ impl Labels {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read labels {}", path.display()))?;
-        let names = text.lines().map(|l| l.trim().to_string()).collect();
-        Ok(Labels { names })
+        let mut names: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+        // Editors often leave blank lines at the end; they name no class.
+        while names.last().is_some_and(String::is_empty) {
+            names.pop();
+        }
+        if names.is_empty() {
+            bail!("labels {}: the file names no classes", path.display());
+        }
+        Ok(Labels {
+            names,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Checks the file against the model's class count (an empty set always fits).
     pub fn check(&self, classes: usize) -> Result<()> {
-        if !self.names.is_empty() && self.names.len() != classes {
+        if let (Some(path), false) = (&self.path, self.names.len() == classes) {
             bail!(
-                "the label file has {} names but the model has {classes} classes",
+                "labels {}: the file has {} names but the model has {classes} classes",
+                path.display(),
                 self.names.len()
             );
         }

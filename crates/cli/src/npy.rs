@@ -35,10 +35,12 @@ pub fn read(path: &Path) -> Result<Tensor> {
             path.display()
         ),
     }
+    let truncated = || format!("{}: the file ends before its data does", path.display());
     let data: Vec<f32> = if width == 4 {
-        npy.into_vec::<f32>()?
+        npy.into_vec::<f32>().with_context(truncated)?
     } else {
-        npy.into_vec::<f64>()?
+        npy.into_vec::<f64>()
+            .with_context(truncated)?
             .into_iter()
             .map(|v| v as f32)
             .collect()

@@ -14,11 +14,11 @@ pub struct PreprocessArgs {
     /// Channel order fed to the model, overriding the preset.
     #[arg(long, value_parser = ["rgb", "bgr"])]
     pub order: Option<String>,
-    /// Per-channel mean subtracted after scaling, e.g. 104,117,123.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    /// Per-channel mean subtracted after scaling, e.g. 104,117,123 (or 104 117 123).
+    #[arg(long, value_delimiter = ',', num_args = 1..=3, allow_negative_numbers = true)]
     pub mean: Option<Vec<f32>>,
     /// Per-channel divisor applied after the mean, e.g. 0.229,0.224,0.225.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',', num_args = 1..=3)]
     pub std: Option<Vec<f32>>,
     /// Factor applied to the 0..255 pixel values first, e.g. 0.00392157.
     #[arg(long)]
@@ -45,9 +45,10 @@ impl PreprocessArgs {
             };
         }
         if let Some(mean) = &self.mean {
-            p.mean = [mean[0], mean[1], mean[2]];
+            p.mean = three("--mean", mean)?;
         }
         if let Some(std) = &self.std {
+            three("--std", std)?;
             if std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
                 bail!("--std values must be finite and non-zero, got {std:?}");
             }
@@ -70,5 +71,17 @@ impl PreprocessArgs {
             p.resize = kestrel_vision::Resize::ShorterSide(side);
         }
         Ok(p)
+    }
+}
+
+/// The three per-channel values of an option given as `a,b,c` or `a b c`.
+fn three(option: &str, values: &[f32]) -> Result<[f32; 3]> {
+    match *values {
+        [a, b, c] if values.iter().all(|v| v.is_finite()) => Ok([a, b, c]),
+        [_, _, _] => bail!("{option} values must be finite, got {values:?}"),
+        _ => bail!(
+            "{option} takes one value per channel (3), got {}: {values:?}",
+            values.len()
+        ),
     }
 }

@@ -356,3 +356,75 @@ fn bench_reports_latency_percentiles_and_profile() {
     let out = kestrel(&["bench", m, "--runs", "0"]);
     assert_one_line_error(&out, &["--runs"]);
 }
+
+#[test]
+fn label_files_tolerate_trailing_blank_lines_and_name_themselves_when_wrong() {
+    let dir = scratch("labels");
+    let (image, sample) = sample_png(&dir, 4);
+    let image = image.to_str().unwrap();
+    let m = model("resnet_tiny");
+    let m = m.to_str().unwrap();
+    let names = ["d", "s", "t", "c", "r", "st"];
+    let trailing = dir.join("trailing.txt");
+    std::fs::write(&trailing, format!("{}\n\n\n", names.join("\n"))).unwrap();
+    let out = kestrel(&[
+        "classify",
+        m,
+        image,
+        "-k",
+        "1",
+        "--labels",
+        trailing.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(names[sample.class]),
+        "{}",
+        stdout(&out)
+    );
+
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "a\nb\n").unwrap();
+    let out = kestrel(&["classify", m, image, "--labels", short.to_str().unwrap()]);
+    assert_one_line_error(&out, &["short.txt", "2 names", "6 classes"]);
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let out = kestrel(&["classify", m, image, "--labels", empty.to_str().unwrap()]);
+    assert_one_line_error(&out, &["empty.txt", "no classes"]);
+}
+
+#[test]
+fn option_values_are_checked() {
+    let dir = scratch("options");
+    let (image, _) = sample_png(&dir, 6);
+    let image = image.to_str().unwrap();
+    let m = model("resnet_tiny");
+    let m = m.to_str().unwrap();
+    // Per-channel values as the help shows them, with commas, or space-separated.
+    for mean in [
+        &["--mean", "0.5,0.5,0.5"][..],
+        &["--mean", "0.5", "0.5", "0.5"][..],
+    ] {
+        let mut args = vec!["classify", m, image, "--preset", "synthetic"];
+        args.extend_from_slice(mean);
+        let out = kestrel(&args);
+        assert!(out.status.success(), "{mean:?}: {}", stderr(&out));
+    }
+    let out = kestrel(&["classify", m, image, "--mean", "1,2"]);
+    assert_one_line_error(&out, &["--mean", "3"]);
+    let out = kestrel(&["classify", m, image, "-k", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = kestrel(&["localize", m, "--count", "4000000000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A missing file is named once, with the reason once.
+#[test]
+fn missing_files_are_reported_once() {
+    let out = kestrel(&["classify", "/nonexistent/model.onnx", "x.png"]);
+    assert_one_line_error(&out, &["/nonexistent/model.onnx"]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("/nonexistent/model.onnx").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}

@@ -71,6 +71,9 @@ pub enum VisionError {
         height: u32,
     },
 
+    #[error("{}: the JPEG data ends before its end-of-image marker (truncated file?)", .path.display())]
+    Truncated { path: PathBuf },
+
     #[error("cannot decode {}: {source}", .path.display())]
     Decode {
         path: PathBuf,

@@ -68,6 +68,11 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
     if let Some(size) = png_declared_size(&start) {
         check(size)?;
     }
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(&mut file).map_err(io_error)? {
+        return Err(VisionError::Truncated {
+            path: path.to_path_buf(),
+        });
+    }
     file.rewind().map_err(io_error)?;
     let size = ImageReader::with_format(BufReader::new(&file), format)
         .into_dimensions()
@@ -94,6 +99,19 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
 }
 
 /// Width and height from the IHDR chunk, which the PNG format requires to come first.
+/// Whether the last few kilobytes of a JPEG hold its end-of-image marker `FF D9`. The decoder
+/// fills a cut-off scan with grey and reports success, so a truncated photo would otherwise be
+/// classified as if it were whole. Inside compressed data every `FF` is followed by `00` or a
+/// restart marker, so `FF D9` there is the real end; tools may append a little after it.
+fn jpeg_has_end_marker(file: &mut File) -> std::io::Result<bool> {
+    const TAIL: u64 = 4096;
+    let len = file.seek(std::io::SeekFrom::End(0))?;
+    file.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL)))?;
+    let mut tail = Vec::with_capacity(TAIL as usize);
+    file.take(TAIL).read_to_end(&mut tail)?;
+    Ok(tail.windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
 fn png_declared_size(start: &[u8]) -> Option<(u32, u32)> {
     let ihdr = start.get(12..24)?;
     if &ihdr[..4] != b"IHDR" {

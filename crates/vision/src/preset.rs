@@ -156,6 +156,8 @@ impl Preprocess {
     /// The same convention for a model input of `width` x `height`: the crop becomes that
     /// size and the resize grows with it, keeping the resize-to-crop ratio (256/224 for the
     /// ImageNet presets, so 299 gets a shorter side of 342 as torchvision's Inception-v3).
+    /// For a non-square input the ratio is taken to the longer side of the crop, so the crop
+    /// lies inside the resized image whatever its aspect, never in padding.
     pub fn with_input_size(self, width: u32, height: u32) -> Preprocess {
         if self.crop == (width, height) {
             return self;
@@ -164,7 +166,7 @@ impl Preprocess {
         let resize = match self.resize {
             Resize::ShorterSide(side) => {
                 let old = crop_w.min(crop_h);
-                Resize::ShorterSide(rescale(side, old, width.min(height)))
+                Resize::ShorterSide(rescale(side, old, width.max(height)))
             }
             Resize::Exact {
                 width: w,
@@ -229,6 +231,12 @@ mod tests {
                 height: 256
             }
         );
+
+        // A wide input: the shorter side follows the crop's longer side (320 * 256/224).
+        let p = Preprocess::preset("torchvision")
+            .unwrap()
+            .with_input_size(320, 224);
+        assert_eq!(p.resize, Resize::ShorterSide(366));
 
         let p = Preprocess::preset("synthetic")
             .unwrap()

@@ -166,6 +166,34 @@ fn other_image_format() {
     assert!(err.to_string().contains("Gif"), "{err}");
 }
 
+/// A JPEG cut anywhere before its end marker is refused, never decoded as grey-filled; data
+/// appended after the marker is tolerated, as in real files.
+#[test]
+fn truncated_jpeg() {
+    let dir = temp_dir("truncated-jpeg");
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(gradient(96, 64))
+        .write_to(&mut bytes, ImageFormat::Jpeg)
+        .unwrap();
+    let bytes = bytes.into_inner();
+    for keep in [30, bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
+        let path = dir.join(format!("cut_{keep}.jpg"));
+        fs::write(&path, &bytes[..keep]).unwrap();
+        let err = load_image(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("cut_{keep}.jpg")),
+            "{keep} bytes: {msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+    let path = dir.join("trailing.jpg");
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(b"\0\0 appended by some camera");
+    fs::write(&path, trailing).unwrap();
+    assert_eq!(load_image(&path).unwrap().dimensions(), (96, 64));
+}
+
 #[test]
 fn truncated_png() {
     let dir = temp_dir("truncated");

@@ -300,6 +300,27 @@ fn crop_larger_than_the_image_is_padded_black() {
     assert_eq!(view.get_pixel(278, 100).0, [0, 0, 0]);
 }
 
+/// A model input of another aspect than the preset's: whatever the photo's aspect, the crop
+/// stays inside the photo.
+#[test]
+fn non_square_inputs_crop_inside_the_image() {
+    for (input_w, input_h) in [(320, 224), (224, 320), (300, 32)] {
+        let p = preset("torchvision").with_input_size(input_w, input_h);
+        for (w, h) in [(300, 451), (451, 300), (768, 576), (64, 64)] {
+            let window = prepare(&noise(w, h, 1), &p).window;
+            let (x1, y1) = window.to_image(input_w as f32, input_h as f32);
+            assert!(
+                window.x0 >= 0.0 && window.y0 >= 0.0,
+                "{w}x{h} -> {input_w}x{input_h}: {window:?}"
+            );
+            assert!(
+                x1 <= w as f32 + 1e-3 && y1 <= h as f32 + 1e-3,
+                "{w}x{h} -> {input_w}x{input_h}: {window:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn degenerate_sizes_do_not_panic() {
     let p = preset("torchvision");

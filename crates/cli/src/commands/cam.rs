@@ -144,7 +144,10 @@ pub fn run(args: Args) -> Result<()> {
         npy::write(path, &heatmap_tensor(&result.upsampled))?;
     }
 
-    let image_box = result.bbox.as_ref().map(|b| to_image(b, &prepared.window));
+    let image_box = result
+        .bbox
+        .as_ref()
+        .map(|b| to_image(b, &prepared.window, image.dimensions()));
     if args.json {
         let boxes = |b: Option<&CamBox>| b.map(|b| json!([b.x0, b.y0, b.x1, b.y1]));
         let out = json!({
@@ -185,11 +188,19 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A box in model-input pixels mapped to the original image.
-pub fn to_image(b: &CamBox, window: &CropWindow) -> CamBox {
+/// A box in model-input pixels mapped to the original image of `(width, height)`, and clipped
+/// to it: where a preset crops beyond the image, the box must still lie on the photo.
+pub fn to_image(b: &CamBox, window: &CropWindow, (width, height): (u32, u32)) -> CamBox {
     let (x0, y0) = window.to_image(b.x0, b.y0);
     let (x1, y1) = window.to_image(b.x1, b.y1);
-    CamBox { x0, y0, x1, y1 }
+    let clip_x = |x: f32| x.clamp(0.0, width as f32);
+    let clip_y = |y: f32| y.clamp(0.0, height as f32);
+    CamBox {
+        x0: clip_x(x0),
+        y0: clip_y(y0),
+        x1: clip_x(x1),
+        y1: clip_y(y1),
+    }
 }
 
 pub fn heatmap_tensor(map: &Heatmap) -> kestrel_graph::Tensor {

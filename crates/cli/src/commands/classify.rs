@@ -16,8 +16,8 @@ pub struct Args {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Number of classes to report per image.
-    #[arg(long, short = 'k', default_value_t = 5)]
-    top: usize,
+    #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    top: u64,
     /// Class names, one per line (default: labels.txt beside the model, else indices).
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -39,9 +39,10 @@ pub fn run(args: Args) -> Result<()> {
             .session
             .run(vec![prepared.tensor])
             .with_context(|| format!("{}: inference failed", path.display()))?;
+        check_classifier_output(&outputs[0])?;
         let scores = probabilities(&outputs[0], 0)?;
         labels.check(scores.len())?;
-        let best = top_k(&scores, args.top);
+        let best = top_k(&scores, usize::try_from(args.top).unwrap_or(usize::MAX));
         if args.json {
             let classes: Vec<_> = best
                 .iter()
@@ -62,4 +63,17 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A classifier's first output is `[N, classes]`, or `[N, classes, 1, 1]` from a convolutional
+/// head; a feature map is not a list of class scores.
+fn check_classifier_output(output: &kestrel_graph::Tensor) -> Result<()> {
+    match output.shape() {
+        [_, _] => Ok(()),
+        [_, _, rest @ ..] if rest.iter().all(|&d| d == 1) => Ok(()),
+        shape => anyhow::bail!(
+            "the model's first output has shape {shape:?}, not [N, classes]: it is not an image \
+             classifier (use `kestrel run` for other graphs)"
+        ),
+    }
 }

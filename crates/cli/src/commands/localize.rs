@@ -12,8 +12,8 @@ use crate::model::Model;
 pub struct Args {
     /// A model trained on the synthetic task (models/synthetic/*.onnx).
     model: PathBuf,
-    /// Number of generated images.
-    #[arg(long, default_value_t = 200)]
+    /// Number of generated images (at most 100000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
     count: u64,
     /// Generator seed; the default is the held-out evaluation set.
     #[arg(long, default_value_t = EVAL_SEED)]
@@ -25,6 +25,9 @@ pub struct Args {
     #[arg(long)]
     json: bool,
 }
+
+/// Most images one measurement generates; a few thousand already give a stable score.
+const MAX_COUNT: u64 = 100_000;
 
 /// One generated image, classified and localized.
 pub struct Record {

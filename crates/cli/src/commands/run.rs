@@ -60,6 +60,18 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|&id| graph.value(id).name.clone())
         .collect();
+    let mut files = std::collections::HashMap::new();
+    for name in &outputs_names {
+        if let Some(other) = files
+            .insert(file_name(name), name)
+            .filter(|&other| other != name)
+        {
+            bail!(
+                "outputs {other:?} and {name:?} would both be written to {}.npy",
+                file_name(name)
+            );
+        }
+    }
     let session = kestrel_runtime::Session::new(graph)?;
     let outputs = session.run(inputs)?;
     std::fs::create_dir_all(&args.output_dir)
