@@ -171,3 +171,30 @@ fn zoo_inception_v1_fusions() {
     assert_eq!(remaining, 0, "{report}");
     assert_eq!(report.count("fuse-activation"), 57, "{report}");
 }
+
+/// The same input gives bitwise the same output, run after run, optimized or not.
+#[test]
+fn runs_are_bitwise_repeatable() {
+    let path = repo_root().join("models/synthetic/googlenet_tiny.onnx");
+    let Some(path) = required_file(path, "it is committed") else {
+        return;
+    };
+    let graph = kestrel_onnx::import_file(&path).expect("import");
+    let (optimized, _) = kestrel_optimizer::optimize(&graph).expect("optimize");
+    let input = random_tensor(&[2, 3, 96, 96], 11);
+    for g in [graph, optimized] {
+        let session = Session::new(g).expect("session");
+        let first = session.run(vec![input.clone()]).expect("run");
+        for _ in 0..3 {
+            let again = session.run(vec![input.clone()]).expect("run");
+            for (a, b) in first.iter().zip(&again) {
+                let same = a
+                    .data()
+                    .iter()
+                    .zip(b.data())
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "two runs on the same input differ");
+            }
+        }
+    }
+}
