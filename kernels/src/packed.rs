@@ -218,24 +218,12 @@ fn gemm_packed<K: MicroKernel>(
             let nc = nc_max.min(n - jc);
             for pc in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - pc);
-                for (t, panel) in bpack[..nc.div_ceil(nr) * nr * kc]
-                    .chunks_exact_mut(nr * kc)
-                    .enumerate()
-                {
-                    let j0 = jc + t * nr;
-                    let cols = nr.min(jc + nc - j0);
-                    pack_panel(panel, nr, b.data, pc, kc, b.rs, j0, cols, b.cs);
-                }
+                let bblock = &mut bpack[..nc.div_ceil(nr) * nr * kc];
+                pack_block(bblock, nr, b.data, pc, kc, b.rs, jc, nc, b.cs);
                 for ic in (0..m).step_by(mc_max) {
                     let mc = mc_max.min(m - ic);
-                    for (t, panel) in apack[..mc.div_ceil(mr) * mr * kc]
-                        .chunks_exact_mut(mr * kc)
-                        .enumerate()
-                    {
-                        let i0 = ic + t * mr;
-                        let rows = mr.min(ic + mc - i0);
-                        pack_panel(panel, mr, a.data, pc, kc, a.cs, i0, rows, a.rs);
-                    }
+                    let ablock = &mut apack[..mc.div_ceil(mr) * mr * kc];
+                    pack_block(ablock, mr, a.data, pc, kc, a.cs, ic, mc, a.rs);
                     for (tj, bp) in bpack[..nc.div_ceil(nr) * nr * kc]
                         .chunks_exact(nr * kc)
                         .enumerate()
@@ -281,18 +269,95 @@ fn edge_tile<K: MicroKernel>(
     rows: usize,
     cols: usize,
 ) {
-    let nr = K::NR;
+    let (mr, nr) = (K::MR, K::NR);
     let mut tmp = [0.0f32; MAX_TILE];
+    if c_rs == 1 && rows == mr {
+        // Whole tile of a transposed C (the swapped orientation): each tile column is a
+        // contiguous run of MR floats.
+        for j in 0..cols {
+            let col = &c[origin + j * c_cs..][..mr];
+            for (i, &v) in col.iter().enumerate() {
+                tmp[i * nr + j] = v;
+            }
+        }
+        kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
+        for j in 0..cols {
+            let col = &mut c[origin + j * c_cs..][..mr];
+            for (i, v) in col.iter_mut().enumerate() {
+                *v = tmp[i * nr + j];
+            }
+        }
+        return;
+    }
     for i in 0..rows {
         for j in 0..cols {
             tmp[i * nr + j] = c[origin + i * c_rs + j * c_cs];
         }
     }
-    kern.tile(kc, ap, bp, alpha, &mut tmp[..K::MR * nr], nr);
+    kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
     for i in 0..rows {
         for j in 0..cols {
             c[origin + i * c_rs + j * c_cs] = tmp[i * nr + j];
         }
+    }
+}
+
+/// Packs lines `t0..t0 + lines` (rows of A or columns of B) over depth `p0..p0 + kc` into
+/// consecutive panels of `width` lines each, zero-padding the last one (see [`pack_panel`]).
+#[allow(clippy::too_many_arguments)]
+fn pack_block(
+    dst: &mut [f32],
+    width: usize,
+    src: &[f32],
+    p0: usize,
+    kc: usize,
+    depth_stride: usize,
+    t0: usize,
+    lines: usize,
+    line_stride: usize,
+) {
+    let panel_len = width * kc;
+    debug_assert_eq!(dst.len(), lines.div_ceil(width) * panel_len);
+    if line_stride == 1 && lines >= width {
+        // Lines are contiguous (B stored [k, n]): walk source rows in order and deal each one
+        // out to the panels. Packing panel by panel would instead read kc far-apart cache
+        // lines per panel, which the hardware prefetcher follows poorly.
+        let full = lines / width;
+        for p in 0..kc {
+            let row = &src[(p0 + p) * depth_stride + t0..][..full * width];
+            for (t, chunk) in row.chunks_exact(width).enumerate() {
+                dst[t * panel_len + p * width..][..width].copy_from_slice(chunk);
+            }
+        }
+        if full * width < lines {
+            let tail = &mut dst[full * panel_len..];
+            pack_panel(
+                tail,
+                width,
+                src,
+                p0,
+                kc,
+                depth_stride,
+                t0 + full * width,
+                lines - full * width,
+                1,
+            );
+        }
+        return;
+    }
+    for (t, panel) in dst.chunks_exact_mut(panel_len).enumerate() {
+        let l0 = t * width;
+        pack_panel(
+            panel,
+            width,
+            src,
+            p0,
+            kc,
+            depth_stride,
+            t0 + l0,
+            width.min(lines - l0),
+            line_stride,
+        );
     }
 }
 
@@ -313,33 +378,68 @@ fn pack_panel(
 ) {
     debug_assert_eq!(dst.len(), width * kc);
     let base = t0 * line_stride + p0 * depth_stride;
+    let src = &src[base..];
+    // A compile-time width turns the per-step copies into a few vector moves instead of
+    // memmove calls.
+    match width {
+        24 => pack_fixed::<24>(dst, src, kc, depth_stride, valid, line_stride),
+        4 => pack_fixed::<4>(dst, src, kc, depth_stride, valid, line_stride),
+        16 => pack_fixed::<16>(dst, src, kc, depth_stride, valid, line_stride),
+        8 => pack_fixed::<8>(dst, src, kc, depth_stride, valid, line_stride),
+        6 => pack_fixed::<6>(dst, src, kc, depth_stride, valid, line_stride),
+        _ => pack_any(dst, width, src, kc, depth_stride, valid, line_stride),
+    }
+}
+
+/// [`pack_panel`] for a width known at compile time; `src` starts at the panel's origin.
+fn pack_fixed<const W: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    kc: usize,
+    depth_stride: usize,
+    valid: usize,
+    line_stride: usize,
+) {
+    if valid < W {
+        return pack_any(dst, W, src, kc, depth_stride, valid, line_stride);
+    }
+    let (steps, _) = dst.as_chunks_mut::<W>();
     if line_stride == 1 {
-        // Each depth step is a contiguous run of `valid` floats.
-        for (p, d) in dst.chunks_exact_mut(width).enumerate() {
-            let s = base + p * depth_stride;
-            d[..valid].copy_from_slice(&src[s..s + valid]);
-            d[valid..].fill(0.0);
+        // Each depth step is a contiguous run of W floats.
+        for (p, d) in steps.iter_mut().enumerate() {
+            let s = p * depth_stride;
+            *d = src[s..s + W].try_into().expect("W floats");
         }
     } else if depth_stride == 1 {
-        // Each line is contiguous along depth: read it in order, write with stride `width`.
-        for r in 0..valid {
-            let s = base + r * line_stride;
-            for (d, &v) in dst[r..].iter_mut().step_by(width).zip(&src[s..s + kc]) {
-                *d = v;
+        // Each line is contiguous along depth: take W rows and interleave them.
+        let rows: [&[f32]; W] = std::array::from_fn(|r| &src[r * line_stride..][..kc]);
+        for (p, d) in steps.iter_mut().enumerate() {
+            for (dv, row) in d.iter_mut().zip(&rows) {
+                *dv = row[p];
             }
-        }
-        for r in valid..width {
-            dst[r..].iter_mut().step_by(width).for_each(|d| *d = 0.0);
         }
     } else {
-        for (p, d) in dst.chunks_exact_mut(width).enumerate() {
-            for (r, dv) in d.iter_mut().enumerate() {
-                *dv = if r < valid {
-                    src[base + r * line_stride + p * depth_stride]
-                } else {
-                    0.0
-                };
-            }
+        pack_any(dst, W, src, kc, depth_stride, valid, line_stride);
+    }
+}
+
+/// [`pack_panel`] for any width and stride; `src` starts at the panel's origin.
+fn pack_any(
+    dst: &mut [f32],
+    width: usize,
+    src: &[f32],
+    kc: usize,
+    depth_stride: usize,
+    valid: usize,
+    line_stride: usize,
+) {
+    for (p, d) in dst.chunks_exact_mut(width).enumerate().take(kc) {
+        for (r, dv) in d.iter_mut().enumerate() {
+            *dv = if r < valid {
+                src[r * line_stride + p * depth_stride]
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -357,6 +457,51 @@ mod tests {
         assert_eq!(balanced_block(64, 144, 6), 66);
         assert_eq!(balanced_block(1000, 144, 6), 144);
         assert_eq!(balanced_block(2048, 144, 6), 138);
+    }
+
+    #[test]
+    fn pack_block_fast_paths_match_the_plain_loop() {
+        // A 37 x 29 matrix read as lines x depth (row-major) and as its transpose, packed
+        // with every specialised width, full and partial blocks, offset origins.
+        let (rows, cols) = (37usize, 29usize);
+        let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+        for width in [4usize, 5, 6, 8, 16, 24] {
+            for (line_stride, depth_stride) in [(cols, 1), (1, cols)] {
+                let (nlines, ndepth) = if line_stride == 1 {
+                    (cols, rows)
+                } else {
+                    (rows, cols)
+                };
+                for (t0, lines, p0, kc) in
+                    [(0, nlines, 0, ndepth), (3, nlines - 5, 2, 7), (1, 2, 5, 1)]
+                {
+                    let len = lines.div_ceil(width) * width * kc;
+                    let mut fast = vec![f32::NAN; len];
+                    pack_block(
+                        &mut fast,
+                        width,
+                        &src,
+                        p0,
+                        kc,
+                        depth_stride,
+                        t0,
+                        lines,
+                        line_stride,
+                    );
+                    let mut want = vec![f32::NAN; len];
+                    for (t, panel) in want.chunks_exact_mut(width * kc).enumerate() {
+                        let l0 = t0 + t * width;
+                        let valid = width.min(t0 + lines - l0);
+                        let origin = &src[l0 * line_stride + p0 * depth_stride..];
+                        pack_any(panel, width, origin, kc, depth_stride, valid, line_stride);
+                    }
+                    assert_eq!(
+                        fast, want,
+                        "width {width} strides {line_stride},{depth_stride}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -78,6 +78,16 @@ unsafe fn kernel_6x16(
     c: *mut f32,
     ldc: usize,
 ) {
+    // C rows are far apart (ldc floats) and touched once per tile, so the hardware prefetcher
+    // cannot predict them; start their loads now so they land during the FMA loop.
+    for r in 0..MR {
+        // SAFETY: prefetch is only a hint and never faults; the addresses are C's own rows.
+        unsafe {
+            let cp = c.add(r * ldc);
+            _mm_prefetch::<_MM_HINT_T0>(cp.cast());
+            _mm_prefetch::<_MM_HINT_T0>(cp.add(NR - 1).cast());
+        }
+    }
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for p in 0..kc {
         // SAFETY: p < kc, so B floats p*16..p*16+16 and A floats p*6..p*6+6 are in bounds.
