@@ -6,7 +6,176 @@
 //! `generic` holds plain-Rust kernels written so the compiler can auto-vectorise them. They are
 //! the portable fallback and, together with the naive `reference` module, the baseline that
 //! tuned per-ISA kernels are tested against.
+//!
+//! [`gemm_f32`] and [`conv2d_f32`] at the crate root dispatch at run time to a packed GEMM
+//! with a hand-written micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) or to the generic
+//! versions; see [`selected_isa`]. The `*_with` variants run one named implementation.
 
+mod dispatch;
 pub mod generic;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod packed;
+mod peak;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
+// The crate-root `gemm_f32` and `conv2d_f32` below shadow the generic ones from this glob.
+pub use dispatch::{choose_isa, selected_isa, Isa, KERNELS_ENV};
 pub use generic::*;
+pub use peak::fma_peak_gmacs;
+
+use packed::{MatRef, MicroKernel};
+
+/// Runs `$body` with `$k` bound to the micro-kernel token of `$isa`, or `$generic` for the
+/// portable path; panics if the ISA cannot run here.
+macro_rules! with_kernel {
+    ($isa:expr, $generic:expr, |$k:ident| $body:expr) => {
+        match $isa {
+            Isa::Generic => $generic,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                let $k = &x86::avx2::Avx2Fma::new().unwrap_or_else(|| unavailable(Isa::Avx2Fma));
+                $body
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                let $k = &neon::Neon::new().unwrap_or_else(|| unavailable(Isa::Neon));
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => unavailable(other),
+        }
+    };
+}
+
+#[cold]
+fn unavailable(isa: Isa) -> ! {
+    panic!("kestrel-kernels: {isa} kernels are not available on this machine")
+}
+
+/// out[m, n] += alpha * sum_k A[m, k] * B[k, n], where A is stored [m, k] (or [k, m] when
+/// `a_transposed`) and B is stored [k, n] (or [n, k] when `b_transposed`). out is [m, n].
+///
+/// Slices must hold exactly `m * k`, `k * n` and `m * n` elements. Runs on
+/// [`selected_isa`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    alpha: f32,
+    out: &mut [f32],
+) {
+    gemm_f32_with(
+        selected_isa(),
+        m,
+        n,
+        k,
+        a,
+        a_transposed,
+        b,
+        b_transposed,
+        alpha,
+        out,
+    );
+}
+
+/// [`gemm_f32`] on a given implementation. Panics if `isa` is not available here.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_with(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    alpha: f32,
+    out: &mut [f32],
+) {
+    assert_eq!(a.len(), m * k, "gemm_f32: a has wrong length");
+    assert_eq!(b.len(), k * n, "gemm_f32: b has wrong length");
+    assert_eq!(out.len(), m * n, "gemm_f32: out has wrong length");
+    with_kernel!(
+        isa,
+        generic::gemm_f32(m, n, k, a, a_transposed, b, b_transposed, alpha, out),
+        |kern| {
+            let a = if a_transposed {
+                MatRef::new(a, 1, m)
+            } else {
+                MatRef::new(a, k, 1)
+            };
+            let b = if b_transposed {
+                MatRef::new(b, 1, k)
+            } else {
+                MatRef::new(b, n, 1)
+            };
+            packed::gemm_acc(kern, m, n, k, alpha, a, b, out, n, 1)
+        }
+    )
+}
+
+/// 2-D convolution; see [`generic::conv2d_f32`] for the layout contract. Runs on
+/// [`selected_isa`].
+pub fn conv2d_f32(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    conv2d_f32_with(selected_isa(), g, input, weights, bias, output);
+}
+
+/// [`conv2d_f32`] on a given implementation. Panics if `isa` is not available here.
+pub fn conv2d_f32_with(
+    isa: Isa,
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    with_kernel!(
+        isa,
+        generic::conv2d_f32(g, input, weights, bias, output),
+        |kern| conv2d_packed(kern, g, input, weights, bias, output)
+    )
+}
+
+fn conv2d_packed<K: MicroKernel>(
+    kern: &K,
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    generic::conv2d_f32_with_gemm(
+        g,
+        input,
+        weights,
+        bias,
+        output,
+        &|m, n, k, a, lda, b, ldb, c, ldc| {
+            packed::gemm_acc(
+                kern,
+                m,
+                n,
+                k,
+                1.0,
+                MatRef::new(a, lda, 1),
+                MatRef::new(b, ldb, 1),
+                c,
+                ldc,
+                1,
+            )
+        },
+    );
+}

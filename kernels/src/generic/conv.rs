@@ -110,6 +110,33 @@ pub fn conv2d_f32(
     bias: Option<&[f32]>,
     output: &mut [f32],
 ) {
+    conv2d_f32_with_gemm(
+        g,
+        input,
+        weights,
+        bias,
+        output,
+        &|m, n, k, a, lda, b, ldb, c, ldc| {
+            gemm_acc_f32_4xnc(m, n, k, 1.0, a, lda, 1, b, ldb, c, ldc)
+        },
+    );
+}
+
+/// C[m x n] += A[m x k] * B[k x n], all row-major with the given row strides:
+/// `(m, n, k, a, lda, b, ldb, c, ldc)`. Lets the ISA-specific modules run this convolution
+/// driver on their own gemm.
+pub(crate) type GemmAcc<'a> =
+    &'a dyn Fn(usize, usize, usize, &[f32], usize, &[f32], usize, &mut [f32], usize);
+
+/// [`conv2d_f32`] with the dense products done by `gemm`.
+pub(crate) fn conv2d_f32_with_gemm(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    gemm: GemmAcc<'_>,
+) {
     g.assert_valid();
     assert_eq!(
         input.len(),
@@ -148,11 +175,11 @@ pub fn conv2d_f32(
         && g.out_h == g.in_h
         && g.out_w == g.in_w;
     if pointwise {
-        conv2d_f32_pointwise_gemm(g, input, weights, output);
+        conv2d_f32_pointwise_gemm(g, input, weights, output, gemm);
     } else if g.in_channels_per_group() == 1 {
         conv2d_f32_depthwise_direct(g, input, weights, output);
     } else {
-        conv2d_f32_im2col_gemm(g, input, weights, output);
+        conv2d_f32_im2col_gemm(g, input, weights, output, gemm);
     }
 }
 
@@ -162,6 +189,7 @@ fn conv2d_f32_pointwise_gemm(
     input: &[f32],
     weights: &[f32],
     output: &mut [f32],
+    gemm: GemmAcc<'_>,
 ) {
     let hw = g.in_h * g.in_w;
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
@@ -169,7 +197,7 @@ fn conv2d_f32_pointwise_gemm(
         let w = &weights[grp * cout_g * cin_g..(grp + 1) * cout_g * cin_g];
         let x = &input[grp * cin_g * hw..(grp + 1) * cin_g * hw];
         let y = &mut output[grp * cout_g * hw..(grp + 1) * cout_g * hw];
-        gemm_acc_f32_4xnc(cout_g, hw, cin_g, 1.0, w, cin_g, 1, x, hw, y, hw);
+        gemm(cout_g, hw, cin_g, w, cin_g, x, hw, y, hw);
     }
 }
 
@@ -226,7 +254,13 @@ fn axpy_strided_f32(a: f32, x: &[f32], stride: usize, y: &mut [f32]) {
 
 /// im2col over blocks of whole output rows, then per group
 /// out[cout_g, rows * out_w] += W[cout_g, k] * col[k, rows * out_w].
-fn conv2d_f32_im2col_gemm(g: &Conv2dGeometry, input: &[f32], weights: &[f32], output: &mut [f32]) {
+fn conv2d_f32_im2col_gemm(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    output: &mut [f32],
+    gemm: GemmAcc<'_>,
+) {
     let in_hw = g.in_h * g.in_w;
     let out_hw = g.out_h * g.out_w;
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
@@ -246,7 +280,7 @@ fn conv2d_f32_im2col_gemm(g: &Conv2dGeometry, input: &[f32], weights: &[f32], ou
             im2col_f32_rows(g, x, oy0..oy1, col);
 
             let y = &mut output[grp * cout_g * out_hw + oy0 * g.out_w..];
-            gemm_acc_f32_4xnc(cout_g, n, k, 1.0, w, k, 1, col, n, y, out_hw);
+            gemm(cout_g, n, k, w, k, col, n, y, out_hw);
         }
     }
 }

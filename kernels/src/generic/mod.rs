@@ -10,8 +10,10 @@ mod pool;
 pub mod reference;
 mod softmax;
 
+pub(crate) use conv::conv2d_f32_with_gemm;
 pub use conv::{conv2d_f32, Conv2dGeometry};
 pub use elementwise::{binary_broadcast_f32, channel_affine_f32, clip_f32, relu_f32, BinaryOp};
+pub(crate) use gemm::dot_f32;
 pub use gemm::gemm_f32;
 pub use layout::{pad_constant_f32, transpose_f32};
 pub use lrn::lrn_f32;

@@ -1,0 +1,90 @@
+//! Convolution on every available implementation against the f64 reference: the SIMD paths
+//! reuse the generic im2col / pointwise drivers but run their products on the packed GEMM.
+//!
+//! Tolerance as in the other conv tests: 1e-5 of the largest |expected| per call (inputs and
+//! weights in [-1, 1), so each output's sum |x||w| is bounded by k and errors stay ~k eps).
+
+mod common;
+
+use common::{assert_close, random, SIZES};
+use kestrel_kernels::{conv2d_f32_with, reference, Conv2dGeometry, Isa};
+use proptest::prelude::*;
+
+#[allow(clippy::too_many_arguments)]
+fn geometry(
+    cin: usize,
+    cout: usize,
+    groups: usize,
+    hw: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> Option<Conv2dGeometry> {
+    let out = |i: usize| (i + 2 * pad).checked_sub(kernel).map(|s| s / stride + 1);
+    Some(Conv2dGeometry {
+        in_channels: cin * groups,
+        in_h: hw.0,
+        in_w: hw.1,
+        out_channels: cout * groups,
+        out_h: out(hw.0)?,
+        out_w: out(hw.1)?,
+        kernel_h: kernel,
+        kernel_w: kernel,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: pad,
+        pad_left: pad,
+        groups,
+    })
+}
+
+fn check(g: &Conv2dGeometry, seed: u64) {
+    let input = random(seed, g.in_channels * g.in_h * g.in_w, -1.0, 1.0);
+    let weights = random(seed ^ 1, g.weights_len(), -1.0, 1.0);
+    let bias = random(seed ^ 2, g.out_channels, -1.0, 1.0);
+    let len = g.out_channels * g.out_h * g.out_w;
+    let mut want = vec![0.0; len];
+    reference::conv2d_f32(g, &input, &weights, Some(&bias), &mut want);
+    for isa in Isa::available() {
+        // Garbage in: the conv must overwrite, not accumulate.
+        let mut got = vec![f32::NAN; len];
+        conv2d_f32_with(isa, g, &input, &weights, Some(&bias), &mut got);
+        assert_close(&got, &want, &format!("{isa} {g:?}"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn conv_matches_reference_on_every_isa(
+        cin in 1..=20usize,
+        cout in 1..=20usize,
+        groups in 1..=2usize,
+        h in prop::sample::select(&SIZES[..]),
+        w in prop::sample::select(&SIZES[..]),
+        kernel in 1..=3usize,
+        stride in 1..=2usize,
+        pad in 0..=1usize,
+        seed: u64,
+    ) {
+        if let Some(g) = geometry(cin, cout, groups, (h, w), kernel, stride, pad) {
+            check(&g, seed);
+        }
+    }
+}
+
+#[test]
+fn pointwise_layer_size() {
+    // 1x1 stride 1 skips im2col: the [cin, hw] input is the B operand directly.
+    check(&geometry(64, 70, 1, (30, 31), 1, 1, 0).unwrap(), 1);
+}
+
+#[test]
+fn im2col_deeper_than_one_kc_block() {
+    // k = 40 * 9 = 360 spans two KC blocks; several im2col row blocks.
+    check(&geometry(40, 33, 1, (28, 28), 3, 1, 1).unwrap(), 2);
+    check(&geometry(16, 24, 2, (17, 15), 3, 2, 1).unwrap(), 3);
+}
