@@ -78,17 +78,18 @@ pub fn run(args: Args) -> Result<()> {
             "p99_ms": ms(pick(0.99)),
             "images_per_s": images_per_s,
             "gmac_per_s": gmacs,
-            "kernels": "generic",
+            "kernels": kestrel_kernels::selected_isa().name(),
         });
         println!("{out}");
     } else {
         println!(
-            "{}: batch {}, {:.3} GMAC per run, {} runs after {} warm-up, kernels: generic",
+            "{}: batch {}, {:.3} GMAC per run, {} runs after {} warm-up, kernels: {}",
             args.model.display(),
             args.batch,
             macs_per_run as f64 / 1e9,
             args.runs,
-            args.warmup
+            args.warmup,
+            kestrel_kernels::selected_isa().name()
         );
         println!(
             "latency ms: min {:.2}, median {:.2}, p90 {:.2}, p99 {:.2}",
