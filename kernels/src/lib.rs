@@ -15,7 +15,17 @@ mod dispatch;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+// 32-bit ARM has no packed micro-kernel yet and runs the generic kernels, so the packed
+// driver and the peak loop are compiled there but unused.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_variables, unreachable_code)
+)]
 mod packed;
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_variables, unreachable_code)
+)]
 mod peak;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -149,6 +159,10 @@ pub fn conv2d_f32_with(
     )
 }
 
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 fn conv2d_packed<K: MicroKernel>(
     kern: &K,
     g: &Conv2dGeometry,
