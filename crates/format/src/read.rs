@@ -213,7 +213,7 @@ fn check_header(bytes: &[u8], file: &str) -> Result<Header, FormatError> {
     };
     let graph = section(32, "graph description")?;
     let weights = section(48, "weights section")?;
-    if weights.0 % ALIGN != 0 {
+    if !weights.0.is_multiple_of(ALIGN) {
         return fail(format!(
             "the weights section at offset {} is not {ALIGN}-byte aligned",
             weights.0
@@ -265,7 +265,7 @@ impl Blobs<'_> {
                 self.start, self.end
             ));
         }
-        if offset % ALIGN as u64 != 0 {
+        if !offset.is_multiple_of(ALIGN as u64) {
             return Err(format!(
                 "blob at offset {offset} is not {ALIGN}-byte aligned"
             ));
