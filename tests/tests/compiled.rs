@@ -8,7 +8,9 @@ use kestrel_runtime::Session;
 use kestrel_tests::{random_tensor, repo_root};
 
 fn optimized(name: &str) -> Graph {
-    let path = repo_root().join("models/synthetic").join(format!("{name}.onnx"));
+    let path = repo_root()
+        .join("models/synthetic")
+        .join(format!("{name}.onnx"));
     let graph = kestrel_onnx::import_file(&path).unwrap();
     kestrel_optimizer::optimize(&graph).unwrap().0
 }
@@ -18,7 +20,10 @@ fn run(graph: &Graph) -> Vec<Tensor> {
     let mut shape = shape.clone();
     shape[0] = 2;
     let input = random_tensor(&shape, 7);
-    Session::new(graph.clone()).unwrap().run(vec![input]).unwrap()
+    Session::new(graph.clone())
+        .unwrap()
+        .run(vec![input])
+        .unwrap()
 }
 
 fn compile(graph: &Graph, name: &str, f16: bool) -> Graph {
@@ -61,7 +66,10 @@ fn bundled_models_with_f16_weights_stay_within_1e_3() {
         for (a, b) in run(&graph).iter().zip(&run(&loaded)) {
             let scale = a.data().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
             let diff = kestrel_tests::max_abs_diff(a.data(), b.data());
-            assert!(diff <= 1e-3 * scale, "{name}: f16 outputs differ by {diff} (scale {scale})");
+            assert!(
+                diff <= 1e-3 * scale,
+                "{name}: f16 outputs differ by {diff} (scale {scale})"
+            );
         }
     }
 }
