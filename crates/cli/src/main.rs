@@ -33,6 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Imports and optimizes an ONNX model and writes it as a compiled .kst graph.
+    Compile(commands::compile::Args),
     /// Top-k classes for each image.
     Classify(commands::classify::Args),
     /// Class Activation Map of one image: box, raw map, colour overlay.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         model::disable_optimization();
     }
     let result = match cli.command {
+        Command::Compile(args) => commands::compile::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Cam(args) => commands::cam::run(args),
         Command::Inspect(args) => commands::inspect::run(args),

@@ -10,8 +10,10 @@ use kestrel_runtime::Session;
 
 pub struct Model {
     pub session: Session,
-    /// What the optimizer did, unless `--no-optimize` was given.
+    /// What the optimizer did, unless `--no-optimize` was given or the model is compiled.
     pub optimized: Option<Report>,
+    /// Whether the model came from a compiled `.kst` file (optimized when it was compiled).
+    pub compiled: bool,
 }
 
 /// What an image classifier's single input looks like.
@@ -27,7 +29,11 @@ impl Model {
         let (graph, optimized) = load_graph_with_report(path)?;
         let session =
             Session::new(graph).with_context(|| format!("{}: invalid graph", path.display()))?;
-        Ok(Model { session, optimized })
+        Ok(Model {
+            session,
+            optimized,
+            compiled: is_compiled(path),
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -96,7 +102,6 @@ impl Model {
     }
 }
 
-/// Reads an ONNX model into Kestrel's IR.
 /// Whether loaded graphs go through the optimizer; `--no-optimize` turns it off for the whole
 /// process, to compare against the graph as imported.
 static OPTIMIZE: AtomicBool = AtomicBool::new(true);
@@ -110,13 +115,24 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     Ok(load_graph_with_report(path)?.0)
 }
 
-/// The model's graph and, when it was optimized, what the optimizer did.
+/// Whether `path` is a compiled `.kst` graph: by its magic bytes, else by its extension (so a
+/// damaged `.kst` file still gets the `.kst` loader's diagnosis).
+pub fn is_compiled(path: &Path) -> bool {
+    kestrel_format::is_kst_file(path) || path.extension().is_some_and(|e| e == "kst")
+}
+
+/// The model's graph and, when it was optimized now, what the optimizer did. A compiled
+/// `.kst` graph was optimized when it was compiled and is returned as stored, its weights
+/// still in the file's memory map.
 pub fn load_graph_with_report(path: &Path) -> Result<(Graph, Option<Report>)> {
+    if is_compiled(path) {
+        return Ok((kestrel_format::load_file(path)?, None));
+    }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let graph = match ext {
         "onnx" => kestrel_onnx::import_file(path).with_context(|| path.display().to_string())?,
         _ => bail!(
-            "{}: unknown model format (expected a .onnx file)",
+            "{}: unknown model format (expected a .onnx or .kst file)",
             path.display()
         ),
     };

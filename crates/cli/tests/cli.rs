@@ -428,3 +428,105 @@ fn missing_files_are_reported_once() {
     assert_eq!(err.matches("/nonexistent/model.onnx").count(), 1, "{err}");
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+#[test]
+fn compiled_models_classify_and_explain_like_their_onnx() {
+    let dir = scratch("compile");
+    let onnx = model("resnet_tiny");
+    let kst = dir.join("resnet_tiny.kst");
+    let out = kestrel(&[
+        "compile",
+        onnx.to_str().unwrap(),
+        "-o",
+        kst.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("resnet_tiny.kst") && text.contains("bytes"),
+        "{text}"
+    );
+    let size = std::fs::metadata(&kst).unwrap().len();
+    assert!(text.contains(&size.to_string()), "{text}");
+
+    let (image, _) = sample_png(&dir, 4);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = kestrel(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let image = image.to_str().unwrap();
+    // Labels are found beside the model; the compiled copy lives elsewhere, so name them.
+    let labels = root().join("models/synthetic/labels.txt");
+    let labels = labels.to_str().unwrap();
+    let mut results = Vec::new();
+    for m in [onnx.to_str().unwrap(), kst.to_str().unwrap()] {
+        let classes = json(&[
+            "classify",
+            m,
+            image,
+            "--preset",
+            "synthetic",
+            "--json",
+            "--labels",
+            labels,
+        ]);
+        let cam = json(&["cam", m, image, "--preset", "synthetic", "--json"]);
+        results.push((classes, cam["box"].clone(), cam["class"].clone()));
+    }
+    let (a, b) = (&results[0], &results[1]);
+    assert_eq!(a.0, b.0, "classify differs between .onnx and .kst");
+    assert_eq!(a.1, b.1, "CAM box differs between .onnx and .kst");
+    assert_eq!(a.2, b.2);
+
+    let out = kestrel(&["inspect", kst.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("compiled graph"), "{text}");
+    assert!(text.contains("CAM: applies"), "{text}");
+
+    // f16 is smaller and still names the same class.
+    let half = dir.join("half.kst");
+    let out = kestrel(&[
+        "compile",
+        onnx.to_str().unwrap(),
+        "-o",
+        half.to_str().unwrap(),
+        "--f16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::metadata(&half).unwrap().len() < size * 6 / 10);
+    let classes = json(&[
+        "classify",
+        half.to_str().unwrap(),
+        image,
+        "--preset",
+        "synthetic",
+        "--json",
+        "--labels",
+        labels,
+    ]);
+    assert_eq!(classes["top"][0]["class"], a.0["top"][0]["class"]);
+}
+
+#[test]
+fn damaged_kst_files_give_one_line() {
+    let dir = scratch("bad-kst");
+    let kst = dir.join("model.kst");
+    let out = kestrel(&[
+        "compile",
+        model("googlenet_tiny").to_str().unwrap(),
+        "-o",
+        kst.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut bytes = std::fs::read(&kst).unwrap();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0x20;
+    std::fs::write(&kst, &bytes).unwrap();
+    let out = kestrel(&["inspect", kst.to_str().unwrap()]);
+    assert_one_line_error(&out, &["model.kst", "checksum"]);
+    std::fs::write(&kst, b"").unwrap();
+    let out = kestrel(&["inspect", kst.to_str().unwrap()]);
+    assert_one_line_error(&out, &["model.kst", "empty"]);
+}

@@ -21,4 +21,4 @@ pub use op::{
     PoolKind,
 };
 pub use shape::{broadcast_shapes, conv_output_size, pool_output_size, resolve_padding};
-pub use tensor::{element_count, Tensor};
+pub use tensor::{element_count, SharedBytes, Tensor};

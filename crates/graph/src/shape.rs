@@ -34,8 +34,7 @@ pub fn conv_output_size(
     dilation: usize,
     pad_total: usize,
 ) -> ShapeResult<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + pad_total;
+    let (span, padded) = window_span(input, kernel, stride, dilation, pad_total)?;
     if padded < span {
         return Err(format!(
             "kernel span {span} is larger than the padded input {padded}"
@@ -55,8 +54,8 @@ pub fn pool_output_size(
     pad_end: usize,
     ceil_mode: bool,
 ) -> ShapeResult<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + pad_begin + pad_end;
+    let pad_total = pad_begin.checked_add(pad_end).ok_or(OVERFLOW)?;
+    let (span, padded) = window_span(input, kernel, stride, dilation, pad_total)?;
     if padded < span {
         return Err(format!(
             "pool window {span} is larger than the padded input {padded}"
@@ -68,10 +67,34 @@ pub fn pool_output_size(
     } else {
         steps / stride
     } + 1;
-    if ceil_mode && (out - 1) * stride >= input + pad_begin {
+    if ceil_mode && (out - 1).saturating_mul(stride) >= input.saturating_add(pad_begin) {
         out -= 1;
     }
     Ok(out)
+}
+
+const OVERFLOW: &str = "sizes overflow";
+
+/// The span of a dilated window and the padded input size, checking the attributes are
+/// positive and the sizes do not overflow (attributes come from model files).
+fn window_span(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad_total: usize,
+) -> ShapeResult<(usize, usize)> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return Err(format!(
+            "kernel {kernel}, stride {stride} and dilation {dilation} must be positive"
+        ));
+    }
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|s| s.checked_add(1))
+        .ok_or(OVERFLOW)?;
+    let padded = input.checked_add(pad_total).ok_or(OVERFLOW)?;
+    Ok((span, padded))
 }
 
 /// Explicit `(begin, end)` padding of the two spatial axes for an input of `in_hw`.
@@ -88,9 +111,16 @@ pub fn resolve_padding(
             let mut begin = [0; 2];
             let mut end = [0; 2];
             for i in 0..2 {
-                let out = in_hw[i].div_ceil(strides[i]);
-                let span = dilations[i] * (kernel[i] - 1) + 1;
-                let total = ((out.max(1) - 1) * strides[i] + span).saturating_sub(in_hw[i]);
+                // Saturating: a zero or huge attribute is refused by the size rules that
+                // use this padding, and must not panic here first.
+                let stride = strides[i].max(1);
+                let out = in_hw[i].div_ceil(stride);
+                let span = dilations[i]
+                    .saturating_mul(kernel[i].saturating_sub(1))
+                    .saturating_add(1);
+                let total = ((out.max(1) - 1).saturating_mul(stride))
+                    .saturating_add(span)
+                    .saturating_sub(in_hw[i]);
                 let (small, large) = (total / 2, total - total / 2);
                 if *padding == Padding::SameUpper {
                     (begin[i], end[i]) = (small, large);
@@ -126,10 +156,10 @@ fn conv_shape(
             x[1], w[0]
         ));
     }
-    if w[1] * groups != x[1] {
+    let expected = w[1].checked_mul(groups).ok_or(OVERFLOW)?;
+    if expected != x[1] {
         return Err(format!(
-            "weights {w:?} expect {} input channels, input {x:?} has {}",
-            w[1] * groups,
+            "weights {w:?} expect {expected} input channels, input {x:?} has {}",
             x[1]
         ));
     }
@@ -153,14 +183,14 @@ fn conv_shape(
         a.kernel[0],
         a.strides[0],
         a.dilations[0],
-        begin[0] + end[0],
+        begin[0].checked_add(end[0]).ok_or(OVERFLOW)?,
     )?;
     let ow = conv_output_size(
         x[3],
         a.kernel[1],
         a.strides[1],
         a.dilations[1],
-        begin[1] + end[1],
+        begin[1].checked_add(end[1]).ok_or(OVERFLOW)?,
     )?;
     Ok(vec![x[0], w[0], oh, ow])
 }
@@ -303,7 +333,7 @@ impl Op {
                     if !same_elsewhere {
                         return Err(format!("cannot concatenate {x:?} and {s:?} on axis {axis}"));
                     }
-                    out[*axis] += s[*axis];
+                    out[*axis] = out[*axis].checked_add(s[*axis]).ok_or(OVERFLOW)?;
                 }
                 Ok(out)
             }
@@ -373,7 +403,13 @@ impl Op {
                     return Err(format!("{} pads for rank {}", pads.len(), x.len()));
                 }
                 let r = x.len();
-                Ok((0..r).map(|i| x[i] + pads[i] + pads[r + i]).collect())
+                (0..r)
+                    .map(|i| {
+                        x[i].checked_add(pads[i])
+                            .and_then(|d| d.checked_add(pads[r + i]))
+                            .ok_or_else(|| OVERFLOW.to_string())
+                    })
+                    .collect()
             }
             Op::Squeeze { axes } => {
                 check_axes(axes, x.len())?;
@@ -426,6 +462,24 @@ mod tests {
         assert_eq!(lower, ([2, 2], [1, 1]));
         let s2 = resolve_padding(&Padding::SameUpper, [6, 8], [3, 3], [2, 2], [1, 1]);
         assert_eq!(s2, ([0, 0], [1, 1]));
+    }
+
+    #[test]
+    fn hostile_attributes_are_refused_without_panicking() {
+        assert!(conv_output_size(5, 0, 1, 1, 0).is_err());
+        assert!(conv_output_size(5, 3, 0, 1, 0).is_err());
+        assert!(conv_output_size(5, usize::MAX, 1, 2, 0).is_err());
+        assert!(pool_output_size(5, 3, 1, 1, usize::MAX, 1, false).is_err());
+        let _ = resolve_padding(&Padding::SameUpper, [5, 5], [0, 0], [0, 0], [0, 0]);
+        let max = usize::MAX;
+        let _ = resolve_padding(&Padding::SameLower, [max, 5], [max, 1], [1, 1], [max, 1]);
+        let pad = Op::Pad {
+            pads: vec![max, 0],
+            value: 0.0,
+        };
+        assert!(pad.output_shape(&[&[2]]).is_err());
+        let concat = Op::Concat { axis: 0 };
+        assert!(concat.output_shape(&[&[max], &[1]]).is_err());
     }
 
     #[test]

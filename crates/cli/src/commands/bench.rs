@@ -10,7 +10,7 @@ use crate::model::Model;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (.onnx).
+    /// Model file (.onnx or compiled .kst).
     model: PathBuf,
     /// Timed runs (after the warm-up).
     #[arg(long, default_value_t = 30)]

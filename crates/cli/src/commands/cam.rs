@@ -13,7 +13,8 @@ use crate::preprocess::PreprocessArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (.onnx) ending in feature maps, a global average pool and a fully connected layer.
+    /// Model file (.onnx or compiled .kst) ending in feature maps, a global average pool and
+    /// a fully connected layer.
     model: PathBuf,
     /// Image to explain (PNG or JPEG).
     image: PathBuf,

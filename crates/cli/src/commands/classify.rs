@@ -10,7 +10,7 @@ use crate::preprocess::PreprocessArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (.onnx).
+    /// Model file (.onnx or compiled .kst).
     model: PathBuf,
     /// Images to classify (PNG or JPEG).
     #[arg(required = true)]

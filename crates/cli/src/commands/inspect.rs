@@ -7,7 +7,7 @@ use crate::model::Model;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (.onnx).
+    /// Model file (.onnx or compiled .kst).
     model: PathBuf,
 }
 
@@ -56,6 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     match &model.optimized {
         Some(report) => println!("optimized: {report}"),
+        None if model.compiled => println!("compiled graph (optimized when it was compiled)"),
         None => println!("not optimized (--no-optimize)"),
     }
     match kestrel_explain::find_cam_tail(graph) {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cam;
 pub mod classify;
+pub mod compile;
 pub mod demo;
 pub mod inspect;
 pub mod localize;

@@ -8,7 +8,7 @@ use crate::npy;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model file (.onnx).
+    /// Model file (.onnx or compiled .kst).
     model: PathBuf,
     /// An input as NAME=FILE.npy (float32); a bare FILE.npy when the graph has one input.
     #[arg(long = "input", short = 'i', required = true)]
