@@ -52,6 +52,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     env_logger::Builder::new()
         .parse_filters(&cli.log)
@@ -97,3 +98,17 @@ fn one_line(error: &anyhow::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// Rust ignores SIGPIPE, so `kestrel inspect MODEL | head` would fail on its next print with a
+/// panic. Like other command-line tools, end quietly when the reader goes away instead.
+#[cfg(unix)]
+fn restore_default_sigpipe() {
+    // SAFETY: runs first in `main`, before any other thread exists, and installs the default
+    // action, which is always a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}

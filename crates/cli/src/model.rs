@@ -125,6 +125,12 @@ pub fn is_compiled(path: &Path) -> bool {
 /// `.kst` graph was optimized when it was compiled and is returned as stored, its weights
 /// still in the file's memory map.
 pub fn load_graph_with_report(path: &Path) -> Result<(Graph, Option<Report>)> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        // A directory, FIFO or device: reading one would fail late, block or never end.
+        bail!("{}: not a regular file", path.display());
+    }
     if is_compiled(path) {
         return Ok((kestrel_format::load_file(path)?, None));
     }

@@ -530,3 +530,34 @@ fn damaged_kst_files_give_one_line() {
     let out = kestrel(&["inspect", kst.to_str().unwrap()]);
     assert_one_line_error(&out, &["model.kst", "empty"]);
 }
+
+/// A directory or FIFO given as the model is refused at once (a FIFO would otherwise block),
+/// and `compile` never overwrites the model it reads.
+#[test]
+fn model_paths_that_are_not_regular_files_or_would_be_overwritten() {
+    let dir = scratch("not-regular");
+    let folder = dir.join("folder.kst");
+    std::fs::create_dir_all(&folder).unwrap();
+    let out = kestrel(&["inspect", folder.to_str().unwrap()]);
+    assert_one_line_error(&out, &["folder.kst", "not a regular file"]);
+
+    let fifo = dir.join("pipe.onnx");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let out = kestrel(&["inspect", fifo.to_str().unwrap()]);
+        assert_one_line_error(&out, &["pipe.onnx", "not a regular file"]);
+    }
+
+    let copy = dir.join("model.onnx");
+    std::fs::copy(model("resnet_tiny"), &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let out = kestrel(&[
+        "compile",
+        copy.to_str().unwrap(),
+        "-o",
+        copy.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["overwrite"]);
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+}

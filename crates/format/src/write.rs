@@ -39,6 +39,9 @@ fn encode(graph: &Graph, options: WriteOptions) -> Result<Vec<u8>, String> {
 
     // Lay the blobs out first: the description records their absolute offsets, which depend
     // on the description's own length, so encode it once with placeholder offsets to size it.
+    if options.f16_weights {
+        check_f16_range(graph)?;
+    }
     let dtype_size = if options.f16_weights { 2 } else { 4 };
     let constants: Vec<&Tensor> = graph
         .values
@@ -341,4 +344,26 @@ impl Writer {
         self.usize(v[0]);
         self.usize(v[1]);
     }
+}
+
+/// Refuses f16 storage when a finite weight lies beyond f16's range (65504): it would turn
+/// into infinity and then NaN in the output, silently.
+fn check_f16_range(graph: &Graph) -> Result<(), String> {
+    for value in &graph.values {
+        let ValueKind::Constant(t) = &value.kind else {
+            continue;
+        };
+        if let Some(&v) = t
+            .data()
+            .iter()
+            .find(|v| v.is_finite() && v.abs() > f32::from(half::f16::MAX))
+        {
+            return Err(format!(
+                "constant '{}' holds {v}, beyond the f16 range of +-65504; store the weights as \
+                 f32 (without --f16)",
+                value.name
+            ));
+        }
+    }
+    Ok(())
 }

@@ -141,3 +141,25 @@ fn the_writer_refuses_an_inconsistent_graph() {
     let err = to_bytes(&graph, F32).unwrap_err().to_string();
     assert!(err.contains("cannot write"), "{err}");
 }
+
+/// A weight beyond f16's range would become infinity, then NaN in the outputs: the writer
+/// refuses f16 storage for it, naming the constant, and f32 storage still works.
+#[test]
+fn f16_storage_refuses_weights_out_of_its_range() {
+    let mut graph = common::cam_net();
+    let name = graph
+        .values
+        .iter_mut()
+        .find_map(|v| match &mut v.kind {
+            ValueKind::Constant(t) => {
+                t.data_mut()[0] = 1e5;
+                Some(v.name.clone())
+            }
+            _ => None,
+        })
+        .expect("the test graph has weights");
+    let f16 = WriteOptions { f16_weights: true };
+    let err = to_bytes(&graph, f16).unwrap_err().to_string();
+    assert!(err.contains(&name) && err.contains("f16"), "{err}");
+    assert!(to_bytes(&graph, F32).is_ok());
+}

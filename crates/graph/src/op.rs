@@ -51,10 +51,10 @@ impl Activation {
                     v
                 }
             }
+            // min(max(v, min), max), as ONNX Clip: with min > max everything becomes max.
             Activation::Clip { min, max } => {
-                if v < min {
-                    min
-                } else if v > max {
+                let v = if v < min { min } else { v };
+                if v > max {
                     max
                 } else {
                     v

@@ -317,3 +317,16 @@ fn fused_relu_passes_nan_like_the_unfused_one() {
     assert_eq!(Activation::Relu.apply(-0.5), 0.0);
     assert_eq!(Activation::Clip { min: 0.0, max: 6.0 }.apply(7.0), 6.0);
 }
+
+/// A Clip whose min exceeds its max gives max everywhere, fused or not (ONNX: min(max(x, lo), hi)).
+#[test]
+fn clip_with_min_above_max_fuses_to_the_same_result() {
+    let (mut g, x) = input_graph();
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let clip = Op::Clip { min: 0.5, max: 0.1 };
+    let y = g.add_node("clip", clip, vec![c], "y").unwrap();
+    g.outputs.push(y);
+    let (_, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fuse-activation"), 1);
+    assert_eq!(Activation::Clip { min: 0.5, max: 0.1 }.apply(0.3), 0.1);
+}

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let gmacs = macs_per_run as f64 / median.as_secs_f64() / 1e9;
 
     if args.json {
-        let out = json!({
+        let mut out = json!({
             "model": args.model,
             "batch": args.batch,
             "runs": args.runs,
@@ -80,6 +80,9 @@ pub fn run(args: Args) -> Result<()> {
             "gmac_per_s": gmacs,
             "kernels": kestrel_kernels::selected_isa().name(),
         });
+        if args.profile {
+            out["profile"] = profile_json(graph, &node_times, args.runs, args.batch);
+        }
         println!("{out}");
     } else {
         println!(
@@ -100,7 +103,7 @@ pub fn run(args: Args) -> Result<()> {
         );
         println!("throughput: {images_per_s:.1} images/s, {gmacs:.2} GMAC/s");
     }
-    if args.profile {
+    if args.profile && !args.json {
         print_profile(graph, &node_times, args.runs, args.batch);
     }
     Ok(())
@@ -134,6 +137,31 @@ fn print_profile(graph: &Graph, node_times: &[Duration], runs: usize, batch: usi
             gmacs
         );
     }
+}
+
+/// The per-node profile in node order: name, operator, ms per run and GMAC/s.
+fn profile_json(
+    graph: &Graph,
+    node_times: &[Duration],
+    runs: usize,
+    batch: usize,
+) -> serde_json::Value {
+    let nodes: Vec<_> = graph
+        .nodes
+        .iter()
+        .zip(node_times)
+        .map(|(node, time)| {
+            let secs = time.as_secs_f64() / runs as f64;
+            let macs = macs(graph, node) * batch as u64;
+            json!({
+                "name": node.name,
+                "op": describe(&node.op),
+                "ms": secs * 1e3,
+                "gmac_per_s": if secs > 0.0 { macs as f64 / secs / 1e9 } else { 0.0 },
+            })
+        })
+        .collect();
+    serde_json::Value::Array(nodes)
 }
 
 /// Deterministic inputs of each graph input's declared shape, free dimensions set to `batch`.

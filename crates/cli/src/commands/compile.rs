@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use kestrel_format::WriteOptions;
 
 use crate::model::load_graph_with_report;
@@ -23,6 +23,13 @@ pub fn run(args: Args) -> Result<()> {
     let output = args
         .output
         .unwrap_or_else(|| args.model.with_extension("kst"));
+    let same_file = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same_file(&args.model, &output) {
+        bail!(
+            "{}: the output would overwrite the model it is compiled from; choose another -o",
+            output.display()
+        );
+    }
     let (graph, report) = load_graph_with_report(&args.model)?;
     let options = WriteOptions {
         f16_weights: args.f16,

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     match &model.optimized {
         Some(report) => println!("optimized: {report}"),
-        None if model.compiled => println!("compiled graph (optimized when it was compiled)"),
+        None if model.compiled => println!("compiled graph, run as stored"),
         None => println!("not optimized (--no-optimize)"),
     }
     match kestrel_explain::find_cam_tail(graph) {
