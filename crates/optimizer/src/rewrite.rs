@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use kestrel_graph::{Graph, GraphError, NodeId, Op, Tensor, ValueId, ValueKind};
+use kestrel_graph::{ConvAttrs, Graph, GraphError, Node, NodeId, Op, Tensor, ValueId, ValueKind};
 
 /// The changes one pass makes to a graph.
 pub(crate) struct Rewrite<'g> {
@@ -175,4 +175,22 @@ pub(crate) fn producer_id(graph: &Graph, value: ValueId) -> Option<NodeId> {
         ValueKind::Node(n) => Some(n),
         _ => None,
     }
+}
+
+/// The Conv producing `value`, when `reader` is the only node reading `value` (so fusing the two
+/// loses nothing) and no earlier match of the same pass has claimed the Conv: where every conv
+/// fusion starts.
+pub(crate) fn conv_read_only_by<'g>(
+    graph: &'g Graph,
+    rewrite: &Rewrite,
+    value: ValueId,
+    reader: NodeId,
+) -> Option<(NodeId, &'g Node, &'g ConvAttrs)> {
+    let conv_id = producer_id(graph, value)?;
+    let conv = graph.node(conv_id);
+    let Op::Conv(attrs) = &conv.op else {
+        return None;
+    };
+    (sole_consumer(graph, value) == Some(reader) && !rewrite.touched(conv_id))
+        .then_some((conv_id, conv, attrs))
 }

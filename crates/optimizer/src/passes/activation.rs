@@ -3,7 +3,7 @@
 
 use kestrel_graph::{Activation, Graph, GraphError, NodeId, Op};
 
-use crate::rewrite::{producer_id, sole_consumer, Rewrite};
+use crate::rewrite::{conv_read_only_by, Rewrite};
 
 pub(crate) fn fuse_activations(graph: &Graph) -> Result<(Graph, usize), GraphError> {
     let mut rewrite = Rewrite::new(graph);
@@ -14,16 +14,13 @@ pub(crate) fn fuse_activations(graph: &Graph) -> Result<(Graph, usize), GraphErr
             Op::Clip { min, max } => Activation::Clip { min, max },
             _ => continue,
         };
-        let Some(conv_id) = producer_id(graph, node.inputs[0]) else {
+        // The conv's own output must not be needed by anyone else, pre-activation.
+        let Some((conv_id, conv, attrs)) =
+            conv_read_only_by(graph, &rewrite, node.inputs[0], NodeId(i))
+        else {
             continue;
         };
-        let conv = graph.node(conv_id);
-        let Op::Conv(attrs) = &conv.op else { continue };
-        // The conv's own output must not be needed by anyone else, pre-activation.
-        if attrs.epilogue.activation.is_some()
-            || sole_consumer(graph, conv.output) != Some(NodeId(i))
-            || rewrite.touched(conv_id)
-        {
+        if attrs.epilogue.activation.is_some() {
             continue;
         }
         let mut attrs = attrs.clone();

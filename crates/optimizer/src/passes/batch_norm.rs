@@ -15,7 +15,7 @@
 
 use kestrel_graph::{Graph, GraphError, NodeId, Op, Tensor};
 
-use crate::rewrite::{producer_id, sole_consumer, Rewrite};
+use crate::rewrite::{conv_read_only_by, Rewrite};
 
 pub(crate) fn fold_batch_norms(graph: &Graph) -> Result<(Graph, usize), GraphError> {
     let mut rewrite = Rewrite::new(graph);
@@ -24,16 +24,13 @@ pub(crate) fn fold_batch_norms(graph: &Graph) -> Result<(Graph, usize), GraphErr
         let Op::BatchNorm { epsilon } = bn.op else {
             continue;
         };
-        let Some(conv_id) = producer_id(graph, bn.inputs[0]) else {
+        let Some((conv_id, conv, attrs)) =
+            conv_read_only_by(graph, &rewrite, bn.inputs[0], NodeId(i))
+        else {
             continue;
         };
-        let conv = graph.node(conv_id);
-        let Op::Conv(attrs) = &conv.op else { continue };
         // An epilogue acts after the bias; the batch norm must see the plain convolution.
-        if !attrs.epilogue.is_empty()
-            || sole_consumer(graph, conv.output) != Some(NodeId(i))
-            || rewrite.touched(conv_id)
-        {
+        if !attrs.epilogue.is_empty() {
             continue;
         }
         let params: Option<Vec<&Tensor>> = bn.inputs[1..]

@@ -7,7 +7,7 @@
 
 use kestrel_graph::{BinaryOp, Epilogue, Graph, GraphError, NodeId, Op, Tensor};
 
-use crate::rewrite::{producer_id, sole_consumer, Rewrite};
+use crate::rewrite::{conv_read_only_by, Rewrite};
 
 pub(crate) fn fold_residual_adds(graph: &Graph) -> Result<(Graph, usize), GraphError> {
     let mut rewrite = Rewrite::new(graph);
@@ -20,15 +20,13 @@ pub(crate) fn fold_residual_adds(graph: &Graph) -> Result<(Graph, usize), GraphE
         // that qualifies takes the other as its shortcut.
         for (branch, shortcut) in [(0, 1), (1, 0)] {
             let (branch, shortcut) = (add.inputs[branch], add.inputs[shortcut]);
-            let Some(conv_id) = producer_id(graph, branch) else {
+            let Some((conv_id, conv, attrs)) =
+                conv_read_only_by(graph, &rewrite, branch, NodeId(i))
+            else {
                 continue;
             };
-            let conv = graph.node(conv_id);
-            let Op::Conv(attrs) = &conv.op else { continue };
             let out_shape = &graph.value(add.output).shape;
             if !attrs.epilogue.is_empty()
-                || sole_consumer(graph, branch) != Some(NodeId(i))
-                || rewrite.touched(conv_id)
                 || &graph.value(branch).shape != out_shape
                 || &graph.value(shortcut).shape != out_shape
             {
