@@ -20,5 +20,7 @@ pub use op::{
     Activation, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, Padding, PoolAttrs,
     PoolKind,
 };
-pub use shape::{broadcast_shapes, conv_output_size, pool_output_size, resolve_padding};
+pub use shape::{
+    broadcast_shapes, conv_output_size, count_range, pool_output_size, resolve_padding,
+};
 pub use tensor::{element_count, SharedBytes, Tensor};

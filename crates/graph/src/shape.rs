@@ -257,12 +257,11 @@ impl Op {
     pub fn output_shape(&self, inputs: &[&[usize]]) -> ShapeResult<Vec<usize>> {
         let (min, max) = self.arity();
         if inputs.len() < min || inputs.len() > max {
-            let expected = match (min, max) {
-                (min, usize::MAX) => format!("at least {min}"),
-                (min, max) if min == max => min.to_string(),
-                (min, max) => format!("{min} to {max}"),
-            };
-            return Err(format!("takes {expected} inputs, got {}", inputs.len()));
+            return Err(format!(
+                "takes {} inputs, got {}",
+                count_range(min, max),
+                inputs.len()
+            ));
         }
         let x = inputs[0];
         match self {
@@ -437,6 +436,16 @@ impl Op {
                     .collect())
             }
         }
+    }
+}
+
+/// `3`, `2 to 3` or `at least 1` (for an unbounded `max`): how many inputs an operator takes, in
+/// error messages.
+pub fn count_range(min: usize, max: usize) -> String {
+    match (min, max) {
+        (min, usize::MAX) => format!("at least {min}"),
+        (min, max) if min == max => min.to_string(),
+        (min, max) => format!("{min} to {max}"),
     }
 }
 

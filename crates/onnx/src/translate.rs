@@ -5,8 +5,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use kestrel_graph::{
-    BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs, Op, Padding, PoolAttrs,
-    PoolKind, ValueId,
+    count_range, BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs, Op, Padding,
+    PoolAttrs, PoolKind, ValueId,
 };
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
@@ -277,12 +277,7 @@ impl NodeCx<'_> {
     fn expect_inputs(&self, min: usize, max: usize) -> Result<(), ImportError> {
         let n = self.inputs.len();
         if n < min || n > max {
-            let wanted = match (min, max) {
-                (min, usize::MAX) => format!("at least {min}"),
-                (min, max) if min == max => min.to_string(),
-                (min, max) => format!("{min} to {max}"),
-            };
-            return Err(self.err(format!("takes {wanted} inputs, got {n}")));
+            return Err(self.err(format!("takes {} inputs, got {n}", count_range(min, max))));
         }
         for i in 0..min {
             self.input(i)?;
