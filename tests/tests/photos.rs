@@ -100,9 +100,10 @@ fn efficientnet_lite0_cam_box_is_on_the_dog() {
         .upsample(224, 224)
         .bounding_box(kestrel_explain::DEFAULT_THRESHOLD)
         .expect("the map has a positive region");
-    let window = &prepared.window;
-    let (x0, y0) = window.to_image(in_input.x0, in_input.y0);
-    let (x1, y1) = window.to_image(in_input.x1, in_input.y1);
+    let [x0, y0, x1, y1] = prepared.window.rect_to_image(
+        [in_input.x0, in_input.y0, in_input.x1, in_input.y1],
+        image.dimensions(),
+    );
     let cam = CamBox { x0, y0, x1, y1 };
     eprintln!(
         "dog.jpg CAM box {cam:?}: IoU dog {:.3}, bicycle {:.3}, truck {:.3}",

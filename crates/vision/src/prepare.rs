@@ -27,6 +27,21 @@ impl CropWindow {
         (self.x0 + u * self.scale_x, self.y0 + v * self.scale_y)
     }
 
+    /// The rectangle `[x0, y0, x1, y1]` of the model input mapped to the original image of
+    /// `(width, height)` pixels, and clipped to it: where a crop reaches beyond the image, a box
+    /// found on the model input must still lie on the photo.
+    pub fn rect_to_image(&self, rect: [f32; 4], (width, height): (u32, u32)) -> [f32; 4] {
+        let (x0, y0) = self.to_image(rect[0], rect[1]);
+        let (x1, y1) = self.to_image(rect[2], rect[3]);
+        let (w, h) = (width as f32, height as f32);
+        [
+            x0.clamp(0.0, w),
+            y0.clamp(0.0, h),
+            x1.clamp(0.0, w),
+            y1.clamp(0.0, h),
+        ]
+    }
+
     /// The model-input point over original-image point `(x, y)`; the inverse of
     /// [`CropWindow::to_image`].
     pub fn to_input(&self, x: f32, y: f32) -> (f32, f32) {

@@ -189,19 +189,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A box in model-input pixels mapped to the original image of `(width, height)`, and clipped
-/// to it: where a preset crops beyond the image, the box must still lie on the photo.
-pub fn to_image(b: &CamBox, window: &CropWindow, (width, height): (u32, u32)) -> CamBox {
-    let (x0, y0) = window.to_image(b.x0, b.y0);
-    let (x1, y1) = window.to_image(b.x1, b.y1);
-    let clip_x = |x: f32| x.clamp(0.0, width as f32);
-    let clip_y = |y: f32| y.clamp(0.0, height as f32);
-    CamBox {
-        x0: clip_x(x0),
-        y0: clip_y(y0),
-        x1: clip_x(x1),
-        y1: clip_y(y1),
-    }
+/// A box in model-input pixels mapped to the original image of `size`, clipped to it.
+pub fn to_image(b: &CamBox, window: &CropWindow, size: (u32, u32)) -> CamBox {
+    let [x0, y0, x1, y1] = window.rect_to_image([b.x0, b.y0, b.x1, b.y1], size);
+    CamBox { x0, y0, x1, y1 }
 }
 
 pub fn heatmap_tensor(map: &Heatmap) -> kestrel_graph::Tensor {
