@@ -22,6 +22,7 @@ mod neon;
     allow(dead_code, unused_variables, unreachable_code)
 )]
 mod packed;
+mod parallel;
 #[cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(dead_code, unused_variables, unreachable_code)
@@ -33,6 +34,7 @@ mod x86;
 // The crate-root `gemm_f32` and `conv2d_f32` below shadow the generic ones from this glob.
 pub use dispatch::{choose_isa, selected_isa, Isa, KERNELS_ENV};
 pub use generic::*;
+pub use parallel::current_threads;
 pub use peak::fma_peak_gmacs;
 
 use packed::{MatRef, MicroKernel};

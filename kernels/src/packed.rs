@@ -47,7 +47,7 @@ const MAX_TILE: usize = 128;
 ///
 /// Implementations are zero-sized tokens that can only be built when the CPU supports the
 /// instructions, which is what makes the safe `tile` method sound.
-pub(crate) trait MicroKernel {
+pub(crate) trait MicroKernel: Sync {
     /// Rows of the C tile.
     const MR: usize;
     /// Columns of the C tile.

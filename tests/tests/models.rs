@@ -198,3 +198,31 @@ fn runs_are_bitwise_repeatable() {
         }
     }
 }
+
+/// Splitting the work across threads changes no bit of the output: each thread computes whole
+/// output channels with the same sequence of operations a single thread would.
+#[test]
+fn thread_count_does_not_change_a_bit() {
+    let Some(path) = model_file("zoo/inception_v1.onnx") else {
+        return;
+    };
+    let graph = kestrel_onnx::import_file(&path).expect("import");
+    let (optimized, _) = kestrel_optimizer::optimize(&graph).expect("optimize");
+    let input = random_tensor(&[1, 3, 224, 224], 5);
+    let run = |threads: usize| {
+        let session = Session::with_threads(optimized.clone(), threads).expect("session");
+        assert_eq!(session.threads(), threads);
+        session.run(vec![input.clone()]).expect("run")
+    };
+    let single = run(1);
+    for threads in [2, 3] {
+        for (a, b) in single.iter().zip(&run(threads)) {
+            let same = a
+                .data()
+                .iter()
+                .zip(b.data())
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{threads} threads differ from 1 thread");
+        }
+    }
+}

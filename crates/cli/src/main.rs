@@ -27,6 +27,10 @@ struct Cli {
     /// Run the graph as imported, without the optimizer's fusions.
     #[arg(long, global = true)]
     no_optimize: bool,
+    /// Threads each inference runs on (default: every core).
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +64,9 @@ fn main() -> ExitCode {
         .init();
     if cli.no_optimize {
         model::disable_optimization();
+    }
+    if let Some(threads) = cli.threads {
+        model::set_threads(threads.into());
     }
     let result = match cli.command {
         Command::Compile(args) => commands::compile::run(args),

@@ -1,7 +1,7 @@
 //! Loading a model file and reading what its input expects.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use kestrel_graph::{Dim, Graph, ValueKind};
@@ -28,7 +28,7 @@ impl Model {
     pub fn load(path: &Path) -> Result<Model> {
         let (graph, optimized) = load_graph_with_report(path)?;
         let session =
-            Session::new(graph).with_context(|| format!("{}: invalid graph", path.display()))?;
+            new_session(graph).with_context(|| format!("{}: invalid graph", path.display()))?;
         Ok(Model {
             session,
             optimized,
@@ -108,6 +108,21 @@ static OPTIMIZE: AtomicBool = AtomicBool::new(true);
 
 pub fn disable_optimization() {
     OPTIMIZE.store(false, Ordering::Relaxed);
+}
+
+/// Threads a session runs on; 0 means every core.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads, Ordering::Relaxed);
+}
+
+/// A session on the thread count `--threads` asked for (every core by default).
+pub fn new_session(graph: Graph) -> Result<Session, kestrel_runtime::RuntimeError> {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => Session::new(graph),
+        n => Session::with_threads(graph, n),
+    }
 }
 
 /// The model's graph, optimized unless `--no-optimize` was given.

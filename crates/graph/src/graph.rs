@@ -63,6 +63,27 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The shape of each graph input, with every free dimension (a symbolic batch) set to
+    /// `free`.
+    pub fn input_shapes(&self, free: usize) -> Vec<Vec<usize>> {
+        self.inputs
+            .iter()
+            .map(|&id| {
+                let value = self.value(id);
+                match &value.kind {
+                    ValueKind::Input { dims } => dims
+                        .iter()
+                        .map(|d| match d {
+                            Dim::Fixed(n) => *n,
+                            Dim::Free(_) => free,
+                        })
+                        .collect(),
+                    _ => value.shape.clone(),
+                }
+            })
+            .collect()
+    }
+
     pub fn value(&self, id: ValueId) -> &Value {
         &self.values[id.0]
     }

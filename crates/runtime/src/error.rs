@@ -16,4 +16,10 @@ pub enum RuntimeError {
         op: &'static str,
         message: String,
     },
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads: {0}")]
+    Threads(String),
+    /// A broken invariant of the runtime itself: a bug, not a problem with the input.
+    #[error("internal error: {0}")]
+    Internal(String),
 }

@@ -1,5 +1,8 @@
 //! One operator on concrete tensors. Shapes were inferred (and so checked) before a run, so the
 //! errors here are the few conditions shape inference cannot see.
+//!
+//! Every operator writes all of its output slice, wherever the memory plan put it; the slice
+//! holds whatever an earlier value left there, so operators that accumulate clear it first.
 
 use kestrel_graph::{
     resolve_padding, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, PoolAttrs, PoolKind,
@@ -7,67 +10,125 @@ use kestrel_graph::{
 };
 use kestrel_kernels as k;
 
-type ExecResult = Result<Tensor, String>;
+type ExecResult = Result<(), String>;
 
-pub(crate) fn execute(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+/// A node's input: its shape and its elements, in the arena or in a constant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operand<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
+impl<'a> Operand<'a> {
+    pub fn of(tensor: &'a Tensor) -> Operand<'a> {
+        Operand {
+            shape: tensor.shape(),
+            data: tensor.data(),
+        }
+    }
+
+    fn shape(&self) -> &'a [usize] {
+        self.shape
+    }
+
+    fn data(&self) -> &'a [f32] {
+        self.data
+    }
+}
+
+/// Runs `op` on `inputs`, writing its result, of shape `out_shape`, to `out`.
+pub(crate) fn execute(
+    op: &Op,
+    inputs: &[Operand<'_>],
+    out_shape: &[usize],
+    out: &mut [f32],
+) -> ExecResult {
     let x = inputs[0];
     match op {
-        Op::Conv(attrs) => conv(attrs, inputs, out_shape),
-        Op::Pool(attrs) => pool(attrs, x, out_shape),
+        Op::Conv(attrs) => conv(attrs, inputs, out_shape, out),
+        Op::Pool(attrs) => pool(attrs, x, out_shape, out),
         Op::GlobalAveragePool => {
             let (n, c) = (x.shape()[0], x.shape()[1]);
             let hw: usize = x.shape()[2..].iter().product();
-            let mut out = Tensor::zeros(out_shape.to_vec());
-            for (src, dst) in chunks(x.data(), c * hw, n).zip(out.data_mut().chunks_mut(c)) {
+            for (src, dst) in chunks(x.data(), c * hw, n).zip(out.chunks_mut(c.max(1))) {
                 k::global_avg_pool_f32(c, hw, src, dst);
             }
-            Ok(out)
+            Ok(())
         }
-        Op::ReduceMean { axes, .. } => Ok(reduce_mean(x, axes, out_shape)),
-        Op::Relu => Ok(map(x, |v| if v < 0.0 { 0.0 } else { v })),
+        Op::ReduceMean { axes, .. } => {
+            reduce_mean(x, axes, out);
+            Ok(())
+        }
+        Op::Relu => {
+            map(x, out, |v| if v < 0.0 { 0.0 } else { v });
+            Ok(())
+        }
         Op::Clip { min, max } => {
-            let mut out = x.clone();
-            k::clip_f32(out.data_mut(), *min, *max);
-            Ok(out)
+            out.copy_from_slice(x.data());
+            k::clip_f32(out, *min, *max);
+            Ok(())
         }
-        Op::Sigmoid => Ok(map(x, |v| 1.0 / (1.0 + (-v).exp()))),
-        Op::Lrn(attrs) => lrn(attrs, x),
-        Op::BatchNorm { epsilon } => batch_norm(*epsilon, inputs),
+        Op::Sigmoid => {
+            map(x, out, |v| 1.0 / (1.0 + (-v).exp()));
+            Ok(())
+        }
+        Op::Lrn(attrs) => {
+            lrn(attrs, x, out);
+            Ok(())
+        }
+        Op::BatchNorm { epsilon } => {
+            batch_norm(*epsilon, inputs, out);
+            Ok(())
+        }
         Op::Binary(op) => {
-            let mut out = Tensor::zeros(out_shape.to_vec());
             k::binary_broadcast_f32(
                 kernel_binary(*op),
                 x.data(),
                 x.shape(),
                 inputs[1].data(),
                 inputs[1].shape(),
-                out.data_mut(),
+                out,
                 out_shape,
             );
-            Ok(out)
+            Ok(())
         }
-        Op::Concat { axis } => Ok(concat(inputs, *axis, out_shape)),
-        Op::Gemm(attrs) => gemm(attrs, inputs, out_shape),
-        Op::MatMul => Ok(matmul(x, inputs[1], out_shape)),
+        Op::Concat { axis } => {
+            concat(inputs, *axis, out_shape, out);
+            Ok(())
+        }
+        Op::Gemm(attrs) => {
+            gemm(attrs, inputs, out_shape, out);
+            Ok(())
+        }
+        Op::MatMul => {
+            matmul(x, inputs[1], out_shape, out);
+            Ok(())
+        }
         Op::Transpose { perm } => {
-            let mut out = Tensor::zeros(out_shape.to_vec());
-            k::transpose_f32(x.data(), x.shape(), perm, out.data_mut());
-            Ok(out)
+            k::transpose_f32(x.data(), x.shape(), perm, out);
+            Ok(())
         }
-        Op::Softmax { axis, coerce_2d } => Ok(softmax(x, *axis, *coerce_2d)),
+        Op::Softmax { axis, coerce_2d } => {
+            softmax(x, *axis, *coerce_2d, out);
+            Ok(())
+        }
         Op::Pad { pads, value } => {
-            let mut out = Tensor::zeros(out_shape.to_vec());
-            k::pad_constant_f32(x.data(), x.shape(), pads, *value, out.data_mut());
-            Ok(out)
+            k::pad_constant_f32(x.data(), x.shape(), pads, *value, out);
+            Ok(())
         }
+        // A view of a value in the arena takes no node step (the memory plan aliases it); a
+        // view of a constant is copied out.
         Op::Flatten { .. }
         | Op::Reshape { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
-        | Op::Identity => x
-            .clone()
-            .reshaped(out_shape.to_vec())
-            .ok_or_else(|| format!("cannot view {:?} as {out_shape:?}", x.shape())),
+        | Op::Identity => {
+            if x.data().len() != out.len() {
+                return Err(format!("cannot view {:?} as {out_shape:?}", x.shape()));
+            }
+            out.copy_from_slice(x.data());
+            Ok(())
+        }
     }
 }
 
@@ -77,12 +138,10 @@ fn chunks(data: &[f32], len: usize, n: usize) -> impl Iterator<Item = &[f32]> {
     (0..n).map(move |i| &data[i * len..(i + 1) * len])
 }
 
-fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
-    let mut out = x.clone();
-    for v in out.data_mut() {
-        *v = f(*v);
+fn map(x: Operand<'_>, out: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (o, &v) in out.iter_mut().zip(x.data()) {
+        *o = f(v);
     }
-    out
 }
 
 fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
@@ -98,7 +157,12 @@ fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
 }
 
 /// Inputs: data, weights, optional bias, and the residual when the epilogue adds one.
-fn conv(attrs: &ConvAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+fn conv(
+    attrs: &ConvAttrs,
+    inputs: &[Operand<'_>],
+    out_shape: &[usize],
+    out: &mut [f32],
+) -> ExecResult {
     let (x, weights, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
     let (n, c, h, w) = nchw(x.shape());
     let (begin, _) = resolve_padding(
@@ -128,45 +192,43 @@ fn conv(attrs: &ConvAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResul
     if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
         return Err("strides and dilations must be positive".into());
     }
-    let mut out = Tensor::zeros(out_shape.to_vec());
     let out_len: usize = out_shape[1..].iter().product();
-    let mut dst = out.data_mut().chunks_mut(out_len.max(1));
+    let mut dst = out.chunks_mut(out_len.max(1));
     for src in chunks(x.data(), c * h * w, n) {
         let dst = dst.next().expect("one output image per input image");
-        k::conv2d_f32(&geometry, src, weights.data(), bias.map(Tensor::data), dst);
+        k::conv2d_f32(&geometry, src, weights.data(), bias.map(|b| b.data()), dst);
     }
-    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), &mut out)?;
-    Ok(out)
+    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), out_shape, out)
 }
 
 /// The fused tail of a convolution, on its finished output: `act(out + residual)`.
 fn apply_epilogue(
     epilogue: &Epilogue,
-    residual: Option<&Tensor>,
-    out: &mut Tensor,
+    residual: Option<Operand<'_>>,
+    out_shape: &[usize],
+    out: &mut [f32],
 ) -> Result<(), String> {
     if epilogue.residual {
         let residual = residual.ok_or("the conv epilogue adds a residual, but none is given")?;
-        if residual.shape() != out.shape() {
+        if residual.shape() != out_shape {
             return Err(format!(
-                "residual {:?} does not match the conv output {:?}",
+                "residual {:?} does not match the conv output {out_shape:?}",
                 residual.shape(),
-                out.shape()
             ));
         }
-        for (o, &r) in out.data_mut().iter_mut().zip(residual.data()) {
+        for (o, &r) in out.iter_mut().zip(residual.data()) {
             *o += r;
         }
     }
     if let Some(activation) = epilogue.activation {
-        for o in out.data_mut() {
+        for o in out.iter_mut() {
             *o = activation.apply(*o);
         }
     }
     Ok(())
 }
 
-fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
+fn pool(attrs: &PoolAttrs, x: Operand<'_>, out_shape: &[usize], out: &mut [f32]) -> ExecResult {
     let (n, c, h, w) = nchw(x.shape());
     if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
         return Err("strides and dilations must be positive".into());
@@ -195,9 +257,8 @@ fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
         pad_bottom: end[0],
         pad_right: end[1],
     };
-    let mut out = Tensor::zeros(out_shape.to_vec());
     let out_len = c * out_shape[2] * out_shape[3];
-    let mut dst = out.data_mut().chunks_mut(out_len.max(1));
+    let mut dst = out.chunks_mut(out_len.max(1));
     for src in chunks(x.data(), c * h * w, n) {
         let dst = dst.next().expect("one output image per input image");
         match attrs.kind {
@@ -207,18 +268,17 @@ fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn nchw(shape: &[usize]) -> (usize, usize, usize, usize) {
     (shape[0], shape[1], shape[2], shape[3])
 }
 
-fn lrn(attrs: &LrnAttrs, x: &Tensor) -> ExecResult {
+fn lrn(attrs: &LrnAttrs, x: Operand<'_>, out: &mut [f32]) {
     let (n, c, h, w) = nchw(x.shape());
-    let mut out = Tensor::zeros(x.shape().to_vec());
     let image = c * h * w;
-    let mut dst = out.data_mut().chunks_mut(image.max(1));
+    let mut dst = out.chunks_mut(image.max(1));
     for src in chunks(x.data(), image, n) {
         let dst = dst.next().expect("one output image per input image");
         k::lrn_f32(
@@ -232,11 +292,10 @@ fn lrn(attrs: &LrnAttrs, x: &Tensor) -> ExecResult {
             dst,
         );
     }
-    Ok(out)
 }
 
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, applied as one scale and shift per channel.
-fn batch_norm(epsilon: f32, inputs: &[&Tensor]) -> ExecResult {
+fn batch_norm(epsilon: f32, inputs: &[Operand<'_>], out: &mut [f32]) {
     let x = inputs[0];
     let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|i| inputs[i].data());
     let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -252,31 +311,29 @@ fn batch_norm(epsilon: f32, inputs: &[&Tensor]) -> ExecResult {
         .zip(&scale)
         .map(|((&b, &m), &s)| b - m * s)
         .collect();
-    let mut out = Tensor::zeros(x.shape().to_vec());
     let image = c * hw;
-    let mut dst = out.data_mut().chunks_mut(image.max(1));
+    let mut dst = out.chunks_mut(image.max(1));
     for src in chunks(x.data(), image, n) {
         let dst = dst.next().expect("one output image per input image");
         k::channel_affine_f32(c, hw, &scale, &shift, src, dst);
     }
-    Ok(out)
 }
 
-fn concat(inputs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Tensor {
+fn concat(inputs: &[Operand<'_>], axis: usize, out_shape: &[usize], out: &mut [f32]) {
     let outer: usize = out_shape[..axis].iter().product();
     let inner: usize = out_shape[axis + 1..].iter().product();
-    let mut out = Vec::with_capacity(out_shape.iter().product());
+    let mut at = 0;
     for o in 0..outer {
         for t in inputs {
             let block = t.shape()[axis] * inner;
-            out.extend_from_slice(&t.data()[o * block..(o + 1) * block]);
+            out[at..at + block].copy_from_slice(&t.data()[o * block..(o + 1) * block]);
+            at += block;
         }
     }
-    Tensor::new(out_shape.to_vec(), out).expect("concat fills its output")
 }
 
 /// alpha * A' B' + beta * C, C broadcast to [m, n].
-fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
+fn gemm(attrs: &GemmAttrs, inputs: &[Operand<'_>], out_shape: &[usize], out: &mut [f32]) {
     let (a, b) = (inputs[0], inputs[1]);
     let (m, n) = (out_shape[0], out_shape[1]);
     let k_dim = if attrs.trans_a {
@@ -284,10 +341,8 @@ fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResul
     } else {
         a.shape()[1]
     };
-    let mut out = Tensor::zeros(out_shape.to_vec());
-    if let Some(c) = inputs.get(2) {
-        if attrs.beta != 0.0 {
-            let mut scaled = vec![0.0; m * n];
+    match inputs.get(2) {
+        Some(c) if attrs.beta != 0.0 => {
             let beta = [attrs.beta];
             k::binary_broadcast_f32(
                 k::BinaryOp::Mul,
@@ -295,11 +350,11 @@ fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResul
                 c.shape(),
                 &beta,
                 &[],
-                &mut scaled,
+                out,
                 out_shape,
             );
-            out.data_mut().copy_from_slice(&scaled);
         }
+        _ => out.fill(0.0),
     }
     k::gemm_f32(
         m,
@@ -310,13 +365,12 @@ fn gemm(attrs: &GemmAttrs, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResul
         b.data(),
         attrs.trans_b,
         attrs.alpha,
-        out.data_mut(),
+        out,
     );
-    Ok(out)
 }
 
 /// Numpy matmul over rank >= 2 operands whose batch dimensions broadcast.
-fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
+fn matmul(a: Operand<'_>, b: Operand<'_>, out_shape: &[usize], out: &mut [f32]) {
     let rank = out_shape.len();
     let (m, n) = (out_shape[rank - 2], out_shape[rank - 1]);
     let k_dim = a.shape()[a.shape().len() - 1];
@@ -324,7 +378,7 @@ fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
     let batches: usize = batch_shape.iter().product();
     let a_batch = broadcast_index(a.shape(), batch_shape);
     let b_batch = broadcast_index(b.shape(), batch_shape);
-    let mut out = Tensor::zeros(out_shape.to_vec());
+    out.fill(0.0);
     for i in 0..batches {
         let ai = a_batch(i) * m * k_dim;
         let bi = b_batch(i) * k_dim * n;
@@ -337,10 +391,9 @@ fn matmul(a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Tensor {
             &b.data()[bi..bi + k_dim * n],
             false,
             1.0,
-            &mut out.data_mut()[i * m * n..(i + 1) * m * n],
+            &mut out[i * m * n..(i + 1) * m * n],
         );
     }
-    out
 }
 
 /// Maps the flat index of a batch in `batch_shape` to the flat index of the matrix it reads in
@@ -373,14 +426,13 @@ fn broadcast_index(shape: &[usize], batch_shape: &[usize]) -> impl Fn(usize) -> 
     }
 }
 
-fn softmax(x: &Tensor, axis: usize, coerce_2d: bool) -> Tensor {
+fn softmax(x: Operand<'_>, axis: usize, coerce_2d: bool, out: &mut [f32]) {
     let shape = x.shape();
     let outer: usize = shape[..axis].iter().product();
-    let mut out = Tensor::zeros(shape.to_vec());
     if coerce_2d || axis + 1 == shape.len() {
-        let cols = x.len().checked_div(outer).unwrap_or(0);
-        k::softmax_f32(outer, cols, x.data(), out.data_mut());
-        return out;
+        let cols = x.data().len().checked_div(outer).unwrap_or(0);
+        k::softmax_f32(outer, cols, x.data(), out);
+        return;
     }
     // Softmax over a middle axis: gather each strided column, normalise it, scatter it back.
     let dim = shape[axis];
@@ -395,15 +447,14 @@ fn softmax(x: &Tensor, axis: usize, coerce_2d: bool) -> Tensor {
             }
             k::softmax_f32(1, dim, &column, &mut normalised);
             for (d, &v) in normalised.iter().enumerate() {
-                out.data_mut()[base + d * inner] = v;
+                out[base + d * inner] = v;
             }
         }
     }
-    out
 }
 
 /// Mean over `axes`, accumulated in f64 so large maps lose no precision.
-fn reduce_mean(x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Tensor {
+fn reduce_mean(x: Operand<'_>, axes: &[usize], out: &mut [f32]) {
     let shape = x.shape();
     let rank = shape.len();
     let kept_shape: Vec<usize> = (0..rank)
@@ -429,15 +480,11 @@ fn reduce_mean(x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Tensor {
             coord[d] = 0;
         }
     }
-    let data = sums
-        .into_iter()
-        .map(|s| {
-            if reduced == 0 {
-                f32::NAN
-            } else {
-                (s / reduced as f64) as f32
-            }
-        })
-        .collect();
-    Tensor::new(out_shape.to_vec(), data).expect("reduce_mean fills its output")
+    for (o, s) in out.iter_mut().zip(sums) {
+        *o = if reduced == 0 {
+            f32::NAN
+        } else {
+            (s / reduced as f64) as f32
+        };
+    }
 }

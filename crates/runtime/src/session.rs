@@ -1,10 +1,12 @@
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kestrel_graph::{Graph, Tensor, ValueId, ValueKind};
 
 use crate::error::RuntimeError;
-use crate::exec;
+use crate::exec::{self, Operand};
+use crate::plan::MemoryPlan;
 
 /// Largest tensor a run may allocate, in elements (1 GiB of f32). Shapes come from the inputs
 /// a caller passes and from attributes in the model file, so this bounds what a hostile input
@@ -16,8 +18,10 @@ const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
 #[derive(Debug)]
 pub struct Session {
     graph: Graph,
-    /// For each value, the index of the last node that reads it (`None` if no node does).
-    last_reader: Vec<Option<usize>>,
+    /// The threads every run executes on; kernels split their output channels across them.
+    pool: rayon::ThreadPool,
+    /// The memory plan and arena of the last run, reused while the input shapes stay the same.
+    prepared: Mutex<Option<Prepared>>,
 }
 
 /// The outputs of a run, plus any intermediate values the caller asked to keep.
@@ -28,15 +32,30 @@ pub struct RunOutput {
 }
 
 impl Session {
+    /// A session running on every core of the machine.
     pub fn new(graph: Graph) -> Result<Session, RuntimeError> {
+        Session::with_threads(graph, default_threads())
+    }
+
+    /// A session whose runs use `threads` threads (at least 1). One thread runs every kernel
+    /// on a single worker with no splitting.
+    pub fn with_threads(graph: Graph, threads: usize) -> Result<Session, RuntimeError> {
         graph.validate()?;
-        let mut last_reader = vec![None; graph.values.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for input in &node.inputs {
-                last_reader[input.0] = Some(i);
-            }
-        }
-        Ok(Session { graph, last_reader })
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("kestrel-{i}"))
+            .build()
+            .map_err(|e| RuntimeError::Threads(e.to_string()))?;
+        Ok(Session {
+            graph,
+            pool,
+            prepared: Mutex::new(None),
+        })
+    }
+
+    /// Threads each run uses.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     pub fn graph(&self) -> &Graph {
@@ -72,7 +91,17 @@ impl Session {
         &self,
         inputs: Vec<Tensor>,
         keep: &[ValueId],
-        mut profile: Option<&mut Vec<Duration>>,
+        profile: Option<&mut Vec<Duration>>,
+    ) -> Result<RunOutput, RuntimeError> {
+        self.pool
+            .install(|| self.run_on_pool(inputs, keep, profile))
+    }
+
+    fn run_on_pool(
+        &self,
+        inputs: Vec<Tensor>,
+        keep: &[ValueId],
+        profile: Option<&mut Vec<Duration>>,
     ) -> Result<RunOutput, RuntimeError> {
         let graph = &self.graph;
         if inputs.len() != graph.inputs.len() {
@@ -90,76 +119,160 @@ impl Session {
                 ),
             });
         }
-        let input_shapes: Vec<&[usize]> = inputs.iter().map(Tensor::shape).collect();
-        let shapes = graph.infer_shapes(&input_shapes)?;
+        let input_shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        // Take the cached plan and arena out of the lock, so that concurrent runs on one
+        // session each get an arena (the second one plans its own) instead of waiting.
+        let cached = self
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut prepared = match cached {
+            Some(p) if p.input_shapes == input_shapes && p.keep == keep => p,
+            _ => self.prepare(input_shapes, keep)?,
+        };
+        let result = self.execute(&mut prepared, &inputs, keep, profile);
+        *self.prepared.lock().unwrap_or_else(PoisonError::into_inner) = Some(prepared);
+        result
+    }
+
+    /// Shapes, memory plan and arena for runs on inputs of `input_shapes`.
+    fn prepare(
+        &self,
+        input_shapes: Vec<Vec<usize>>,
+        keep: &[ValueId],
+    ) -> Result<Prepared, RuntimeError> {
+        let graph = &self.graph;
+        let shape_refs: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
+        let shapes = graph.infer_shapes(&shape_refs)?;
         self.check_sizes(&shapes)?;
+        let keep: Vec<ValueId> = keep
+            .iter()
+            .copied()
+            .filter(|id| id.0 < graph.values.len())
+            .collect();
+        let plan = MemoryPlan::new(graph, &shapes, &keep);
+        log::debug!(
+            "memory plan for inputs {input_shapes:?}: {} bytes ({} with a buffer per value), \
+             {} concat(s) in place",
+            plan.arena_bytes(),
+            plan.separate_bytes(),
+            plan.concats_in_place()
+        );
+        let arena = Arena::new(plan.arena_len());
+        Ok(Prepared {
+            input_shapes,
+            keep,
+            shapes,
+            plan,
+            arena,
+        })
+    }
 
-        let mut pinned = vec![false; graph.values.len()];
-        for &id in keep.iter().chain(&graph.outputs) {
-            if let Some(p) = pinned.get_mut(id.0) {
-                *p = true;
-            }
-        }
-        let mut slots: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+    fn execute(
+        &self,
+        prepared: &mut Prepared,
+        inputs: &[Tensor],
+        keep: &[ValueId],
+        mut profile: Option<&mut Vec<Duration>>,
+    ) -> Result<RunOutput, RuntimeError> {
+        let graph = &self.graph;
+        let Prepared {
+            shapes,
+            plan,
+            arena,
+            ..
+        } = prepared;
+        let arena = arena.floats_mut();
         for (&id, tensor) in graph.inputs.iter().zip(inputs) {
-            slots[id.0] = Some(tensor);
+            let slot = plan.slot(id).expect("graph inputs are planned");
+            arena[slot.range()].copy_from_slice(tensor.data());
         }
 
+        let base = arena.as_mut_ptr();
+        let max_inputs = graph.nodes.iter().map(|n| n.inputs.len()).max();
+        let mut operands: Vec<Operand<'_>> = Vec::with_capacity(max_inputs.unwrap_or(0));
         for (index, node) in graph.nodes.iter().enumerate() {
-            let started = profile.is_some().then(Instant::now);
-            let out_shape = &shapes[node.output.0];
-            let output = if node.op.is_view() {
-                let source = node.inputs[0];
-                let movable = !pinned[source.0]
-                    && self.last_reader[source.0] == Some(index)
-                    && slots[source.0].is_some();
-                let tensor = if movable {
-                    slots[source.0].take().expect("checked above")
-                } else {
-                    value(graph, &slots, source).clone()
-                };
-                tensor.reshaped(out_shape.clone())
-            } else {
-                let args: Vec<&Tensor> = node
-                    .inputs
-                    .iter()
-                    .map(|&id| value(graph, &slots, id))
-                    .collect();
-                exec::execute(&node.op, &args, out_shape)
-                    .map_err(|message| RuntimeError::Node {
-                        node: node.name.clone(),
-                        op: node.op.name(),
-                        message,
-                    })
-                    .map(Some)?
-            };
-            let output = output.ok_or_else(|| RuntimeError::Node {
-                node: node.name.clone(),
-                op: node.op.name(),
-                message: format!("cannot view its input as {out_shape:?}"),
-            })?;
-            slots[node.output.0] = Some(output);
-            for &input in &node.inputs {
-                if !pinned[input.0] && self.last_reader[input.0] == Some(index) {
-                    slots[input.0] = None;
+            if plan.is_in_place(index) {
+                if let Some(times) = profile.as_deref_mut() {
+                    times.push(Duration::ZERO);
                 }
+                continue;
             }
+            let started = profile.is_some().then(Instant::now);
+            let out_slot = plan.slot(node.output).expect("node outputs are planned");
+            operands.clear();
+            for &input in &node.inputs {
+                let operand = match plan.slot(input) {
+                    None => Operand::of(
+                        graph
+                            .constant(input)
+                            .expect("unplanned values are constants"),
+                    ),
+                    Some(slot) => {
+                        // The plan never places a node's output over one of its inputs; the
+                        // mutable output slice below relies on it, so check rather than trust.
+                        if slot.overlaps(&out_slot) {
+                            return Err(RuntimeError::Internal(format!(
+                                "node '{}': the memory plan places its output over input '{}'",
+                                node.name,
+                                graph.value(input).name
+                            )));
+                        }
+                        // SAFETY: the slot lies inside the arena (the plan sized it to hold
+                        // every slot), and nothing writes to it while this node runs: the
+                        // only mutable slice is the output's, which does not overlap it.
+                        let data =
+                            unsafe { std::slice::from_raw_parts(base.add(slot.offset), slot.len) };
+                        Operand {
+                            shape: &shapes[input.0],
+                            data,
+                        }
+                    }
+                };
+                operands.push(operand);
+            }
+            // SAFETY: the output slot lies inside the arena and overlaps none of the input
+            // slices (checked above); no other reference to this range exists during the call.
+            let out =
+                unsafe { std::slice::from_raw_parts_mut(base.add(out_slot.offset), out_slot.len) };
+            exec::execute(&node.op, &operands, &shapes[node.output.0], out).map_err(|message| {
+                RuntimeError::Node {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    message,
+                }
+            })?;
             if let (Some(times), Some(started)) = (profile.as_deref_mut(), started) {
                 times.push(started.elapsed());
             }
         }
+        drop(operands);
 
-        let outputs = graph
-            .outputs
-            .iter()
-            .map(|&id| take_or_clone(graph, &mut slots, id, keep))
-            .collect();
+        let read = |id: ValueId| -> Tensor {
+            match plan.slot(id) {
+                Some(slot) => Tensor::new(shapes[id.0].clone(), arena[slot.range()].to_vec())
+                    .expect("a slot holds its value's elements"),
+                None => graph
+                    .constant(id)
+                    .expect("unplanned values are constants")
+                    .clone(),
+            }
+        };
+        let outputs = graph.outputs.iter().map(|&id| read(id)).collect();
         let kept = keep
             .iter()
             .filter(|id| id.0 < graph.values.len())
-            .map(|&id| (id, value(graph, &slots, id).clone()))
+            .map(|&id| (id, read(id)))
             .collect();
         Ok(RunOutput { outputs, kept })
+    }
+
+    /// The memory plan of a run on inputs of `input_shapes`: arena size, sharing, Concats
+    /// written in place.
+    pub fn memory_plan(&self, input_shapes: &[&[usize]]) -> Result<MemoryPlan, RuntimeError> {
+        let shapes = self.graph.infer_shapes(input_shapes)?;
+        Ok(MemoryPlan::new(&self.graph, &shapes, &[]))
     }
 
     fn check_sizes(&self, shapes: &[Vec<usize>]) -> Result<(), RuntimeError> {
@@ -196,25 +309,44 @@ impl Session {
     }
 }
 
-fn value<'a>(graph: &'a Graph, slots: &'a [Option<Tensor>], id: ValueId) -> &'a Tensor {
-    match &graph.value(id).kind {
-        ValueKind::Constant(tensor) => tensor,
-        // Validation guarantees every value is produced before it is read, and values are
-        // only freed after their last reader.
-        _ => slots[id.0].as_ref().expect("value read after it was freed"),
-    }
+/// Every core the operating system lets this process use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn take_or_clone(
-    graph: &Graph,
-    slots: &mut [Option<Tensor>],
-    id: ValueId,
-    keep: &[ValueId],
-) -> Tensor {
-    let shared = keep.contains(&id) || graph.outputs.iter().filter(|&&o| o == id).count() > 1;
-    match (&graph.value(id).kind, shared) {
-        (ValueKind::Constant(tensor), _) => tensor.clone(),
-        (_, false) => slots[id.0].take().expect("graph outputs are never freed"),
-        (_, true) => slots[id.0].clone().expect("graph outputs are never freed"),
+/// What a run needs for one set of input shapes, kept between runs.
+#[derive(Debug)]
+struct Prepared {
+    input_shapes: Vec<Vec<usize>>,
+    keep: Vec<ValueId>,
+    shapes: Vec<Vec<usize>>,
+    plan: MemoryPlan,
+    arena: Arena,
+}
+
+/// The memory every activation of a run lives in, starting on a 64-byte boundary.
+#[derive(Debug)]
+struct Arena {
+    storage: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Arena {
+    /// Floats of slack that let the start move to a 64-byte boundary.
+    const SLACK: usize = 16;
+
+    fn new(len: usize) -> Arena {
+        let storage = vec![0.0f32; len + Arena::SLACK];
+        let start = storage.as_ptr().align_offset(64).min(Arena::SLACK);
+        Arena {
+            storage,
+            start,
+            len,
+        }
+    }
+
+    fn floats_mut(&mut self) -> &mut [f32] {
+        &mut self.storage[self.start..self.start + self.len]
     }
 }

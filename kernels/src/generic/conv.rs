@@ -1,7 +1,10 @@
 //! 2-D convolution over one NCHW image.
 
+use std::cell::RefCell;
+
 use super::gemm::gemm_acc_f32_4xnc;
 use super::tap_range;
+use crate::parallel::for_channel_blocks;
 
 /// im2col buffer budget in floats (1 MiB); output rows are processed in blocks that fit.
 const IM2COL_BLOCK_FLOATS: usize = 1 << 18;
@@ -126,7 +129,7 @@ pub fn conv2d_f32(
 /// `(m, n, k, a, lda, b, ldb, c, ldc)`. Lets the ISA-specific modules run this convolution
 /// driver on their own gemm.
 pub(crate) type GemmAcc<'a> =
-    &'a dyn Fn(usize, usize, usize, &[f32], usize, &[f32], usize, &mut [f32], usize);
+    &'a (dyn Fn(usize, usize, usize, &[f32], usize, &[f32], usize, &mut [f32], usize) + Sync);
 
 /// [`conv2d_f32`] with the dense products done by `gemm`.
 pub(crate) fn conv2d_f32_with_gemm(
@@ -197,7 +200,9 @@ fn conv2d_f32_pointwise_gemm(
         let w = &weights[grp * cout_g * cin_g..(grp + 1) * cout_g * cin_g];
         let x = &input[grp * cin_g * hw..(grp + 1) * cin_g * hw];
         let y = &mut output[grp * cout_g * hw..(grp + 1) * cout_g * hw];
-        gemm(cout_g, hw, cin_g, w, cin_g, x, hw, y, hw);
+        for_channel_blocks(y, cout_g, hw, &|first, rows, y| {
+            gemm(rows, hw, cin_g, &w[first * cin_g..], cin_g, x, hw, y, hw);
+        });
     }
 }
 
@@ -209,12 +214,26 @@ fn conv2d_f32_depthwise_direct(
     weights: &[f32],
     output: &mut [f32],
 ) {
+    let out_hw = g.out_h * g.out_w;
+    for_channel_blocks(output, g.out_channels, out_hw, &|first, _, block| {
+        depthwise_channels(g, input, weights, first, block);
+    });
+}
+
+/// [`conv2d_f32_depthwise_direct`] for the output channels `first..` that `output` holds.
+fn depthwise_channels(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    first: usize,
+    output: &mut [f32],
+) {
     let in_hw = g.in_h * g.in_w;
     let out_hw = g.out_h * g.out_w;
     let cout_g = g.out_channels_per_group();
     let taps = g.kernel_h * g.kernel_w;
 
-    for (oc, out_ch) in output.chunks_exact_mut(out_hw).enumerate() {
+    for (oc, out_ch) in (first..).zip(output.chunks_exact_mut(out_hw)) {
         let in_ch = &input[(oc / cout_g) * in_hw..][..in_hw];
         let w_ch = &weights[oc * taps..][..taps];
         for ky in 0..g.kernel_h {
@@ -261,15 +280,44 @@ fn conv2d_f32_im2col_gemm(
     output: &mut [f32],
     gemm: GemmAcc<'_>,
 ) {
+    let k = g.in_channels_per_group() * g.kernel_h * g.kernel_w;
+    let block_rows = (IM2COL_BLOCK_FLOATS / (k * g.out_w))
+        .max(IM2COL_MIN_COLS.div_ceil(g.out_w))
+        .clamp(1, g.out_h);
+    COL_BUFFER.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut cached = cell.try_borrow_mut();
+        let col = match cached.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => &mut fresh,
+        };
+        if col.len() < k * block_rows * g.out_w {
+            col.resize(k * block_rows * g.out_w, 0.0);
+        }
+        im2col_blocks(g, input, weights, output, gemm, block_rows, col);
+    });
+}
+
+thread_local! {
+    /// The im2col buffer, kept between calls so that a run allocates it once per thread.
+    static COL_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The body of [`conv2d_f32_im2col_gemm`], with `col` holding at least `block_rows` output
+/// rows of columns.
+fn im2col_blocks(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weights: &[f32],
+    output: &mut [f32],
+    gemm: GemmAcc<'_>,
+    block_rows: usize,
+    col: &mut [f32],
+) {
     let in_hw = g.in_h * g.in_w;
     let out_hw = g.out_h * g.out_w;
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
     let k = cin_g * g.kernel_h * g.kernel_w;
-    let block_rows = (IM2COL_BLOCK_FLOATS / (k * g.out_w))
-        .max(IM2COL_MIN_COLS.div_ceil(g.out_w))
-        .clamp(1, g.out_h);
-    let mut col = vec![0.0f32; k * block_rows * g.out_w];
-
     for grp in 0..g.groups {
         let x = &input[grp * cin_g * in_hw..(grp + 1) * cin_g * in_hw];
         let w = &weights[grp * cout_g * k..(grp + 1) * cout_g * k];
@@ -279,8 +327,12 @@ fn conv2d_f32_im2col_gemm(
             let col = &mut col[..k * n];
             im2col_f32_rows(g, x, oy0..oy1, col);
 
-            let y = &mut output[grp * cout_g * out_hw + oy0 * g.out_w..];
-            gemm(cout_g, n, k, w, k, col, n, y, out_hw);
+            let col = &*col;
+            let y = &mut output[grp * cout_g * out_hw..(grp + 1) * cout_g * out_hw];
+            for_channel_blocks(y, cout_g, out_hw, &|first, rows, y| {
+                let y = &mut y[oy0 * g.out_w..];
+                gemm(rows, n, k, &w[first * k..], k, col, n, y, out_hw);
+            });
         }
     }
 }

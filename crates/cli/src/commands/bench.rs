@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kestrel_graph::{Dim, Graph, Tensor, ValueKind};
+use kestrel_graph::{Graph, Tensor};
 use serde_json::json;
 
 use crate::commands::inspect::{describe, macs};
@@ -66,6 +66,13 @@ pub fn run(args: Args) -> Result<()> {
     let median = pick(0.5);
     let images_per_s = args.batch as f64 / median.as_secs_f64();
     let gmacs = macs_per_run as f64 / median.as_secs_f64() / 1e9;
+    let threads = model.session.threads();
+    let isa = kestrel_kernels::selected_isa();
+    // The machine's fp32 limit for this run: the measured FMA peak of one core times the
+    // threads used (measured after the timed runs so it cannot disturb them).
+    let peak = kestrel_kernels::fma_peak_gmacs(isa, Duration::from_millis(200))
+        .map(|per_core| per_core * threads as f64);
+    let percent_of_peak = peak.map(|p| 100.0 * gmacs / p);
 
     if args.json {
         let mut out = json!({
@@ -78,7 +85,10 @@ pub fn run(args: Args) -> Result<()> {
             "p99_ms": ms(pick(0.99)),
             "images_per_s": images_per_s,
             "gmac_per_s": gmacs,
-            "kernels": kestrel_kernels::selected_isa().name(),
+            "peak_gmac_per_s": peak,
+            "percent_of_peak": percent_of_peak,
+            "threads": threads,
+            "kernels": isa.name(),
         });
         if args.profile {
             out["profile"] = profile_json(graph, &node_times, args.runs, args.batch);
@@ -86,13 +96,14 @@ pub fn run(args: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "{}: batch {}, {:.3} GMAC per run, {} runs after {} warm-up, kernels: {}",
+            "{}: batch {}, {:.3} GMAC per run, {} runs after {} warm-up, kernels: {}, \
+             threads: {threads}",
             args.model.display(),
             args.batch,
             macs_per_run as f64 / 1e9,
             args.runs,
             args.warmup,
-            kestrel_kernels::selected_isa().name()
+            isa.name()
         );
         println!(
             "latency ms: min {:.2}, median {:.2}, p90 {:.2}, p99 {:.2}",
@@ -101,7 +112,13 @@ pub fn run(args: Args) -> Result<()> {
             ms(pick(0.9)),
             ms(pick(0.99))
         );
-        println!("throughput: {images_per_s:.1} images/s, {gmacs:.2} GMAC/s");
+        match (peak, percent_of_peak) {
+            (Some(peak), Some(percent)) => println!(
+                "throughput: {images_per_s:.1} images/s, {gmacs:.2} GMAC/s \
+                 ({percent:.0}% of the {peak:.1} GMAC/s fp32 FMA peak of {threads} core(s))"
+            ),
+            _ => println!("throughput: {images_per_s:.1} images/s, {gmacs:.2} GMAC/s"),
+        }
     }
     if args.profile && !args.json {
         print_profile(graph, &node_times, args.runs, args.batch);
@@ -169,22 +186,15 @@ fn synthetic_inputs(graph: &Graph, batch: usize) -> Result<Vec<Tensor>> {
     graph
         .inputs
         .iter()
-        .map(|&id| {
-            let value = graph.value(id);
-            let ValueKind::Input { dims } = &value.kind else {
-                bail!("'{}' is not a graph input", value.name);
-            };
-            let shape: Vec<usize> = dims
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => *n,
-                    Dim::Free(_) => batch,
-                })
-                .collect();
+        .zip(graph.input_shapes(batch))
+        .map(|(&id, shape)| {
             let len = kestrel_graph::element_count(&shape)
                 .filter(|&n| n <= 1 << 28)
                 .with_context(|| {
-                    format!("input '{}' of shape {shape:?} is too large", value.name)
+                    format!(
+                        "input '{}' of shape {shape:?} is too large",
+                        graph.value(id).name
+                    )
                 })?;
             let data = (0..len).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
             Ok(Tensor::new(shape, data).expect("length matches shape"))

@@ -59,6 +59,18 @@ pub fn run(args: Args) -> Result<()> {
         None if model.compiled => println!("compiled graph, run as stored"),
         None => println!("not optimized (--no-optimize)"),
     }
+    let shapes = graph.input_shapes(1);
+    let shape_refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+    match model.session.memory_plan(&shape_refs) {
+        Ok(plan) => println!(
+            "memory plan: {:.2} MiB arena for all activations ({:.2} MiB with a buffer each), \
+             {} concat(s) written in place",
+            mib(plan.arena_bytes()),
+            mib(plan.separate_bytes()),
+            plan.concats_in_place()
+        ),
+        Err(e) => println!("memory plan: none at the nominal input shape: {e}"),
+    }
     match kestrel_explain::find_cam_tail(graph) {
         Ok(tail) => println!(
             "CAM: applies: feature map '{}' [{} x {}x{}] -> {} classes",
@@ -71,6 +83,10 @@ pub fn run(args: Args) -> Result<()> {
         Err(e) => println!("CAM: does not apply: {e}"),
     }
     Ok(())
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// The op name with its main attributes.

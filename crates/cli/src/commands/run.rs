@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let session = kestrel_runtime::Session::new(graph)?;
+    let session = crate::model::new_session(graph)?;
     let outputs = session.run(inputs)?;
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("cannot create {}", args.output_dir.display()))?;

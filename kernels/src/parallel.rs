@@ -1,0 +1,42 @@
+//! Splitting a kernel's output across the threads of the current rayon pool.
+//!
+//! Kernels split work by whole output channels: each task writes a disjoint, contiguous block
+//! of the output and reads shared inputs, so the split needs no locking and every output value
+//! is computed by the same sequence of operations whatever the thread count (results are
+//! bitwise identical on 1 thread and on many).
+//!
+//! The caller chooses the thread count by running the kernel inside a pool
+//! (`rayon::ThreadPool::install`); outside one, rayon's global pool is used.
+
+use rayon::prelude::*;
+
+/// Fewest output channels worth a task of their own: below this the hand-off costs more than
+/// the parallel work saves, and the micro-kernels' register tiles would be left half empty.
+const MIN_CHANNELS_PER_TASK: usize = 16;
+
+/// Threads the current pool offers a kernel.
+pub fn current_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Calls `f(first_channel, channels, block)` for disjoint blocks of whole channels of `out`
+/// (`channels` channels of `channel_len` floats each), in parallel when the current pool has
+/// more than one thread and there is enough work to share.
+pub(crate) fn for_channel_blocks(
+    out: &mut [f32],
+    channels: usize,
+    channel_len: usize,
+    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+) {
+    debug_assert_eq!(out.len(), channels * channel_len);
+    let tasks = current_threads().min(channels / MIN_CHANNELS_PER_TASK);
+    if tasks <= 1 || channel_len == 0 {
+        f(0, channels, out);
+        return;
+    }
+    // Blocks are a multiple of 8 channels so that no task ends on a sliver of a register tile.
+    let per_task = channels.div_ceil(tasks).next_multiple_of(8);
+    out.par_chunks_mut(per_task * channel_len)
+        .enumerate()
+        .for_each(|(i, block)| f(i * per_task, block.len() / channel_len, block));
+}
