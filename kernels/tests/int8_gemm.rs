@@ -133,6 +133,7 @@ proptest! {
 #[test]
 fn int8_kernels_are_available_where_the_cpu_has_them() {
     let available = Int8Kernel::available();
+    eprintln!("int8 kernels available here: {available:?}");
     assert_eq!(available.last(), Some(&Int8Kernel::Generic));
     #[cfg(target_arch = "x86_64")]
     assert_eq!(

@@ -408,10 +408,11 @@ fn pack_groups<K: I8MicroKernel>(
 /// residual add):
 ///
 /// `acc[oc, p] = bias[oc] + sum w[oc, ..] * (x[..] - x_zero_point)`, taps in the padding
-/// reading the zero point; then for u8/i8 output
-/// `sat(round_half_even(acc * x_scale * w_scale[oc] / y_scale) + y_zero_point [+ residual
-/// - y_zero_point])`, for f32 output `acc * x_scale * w_scale[oc] [+ residual]`; ReLU clamps at
-/// the zero point (0 for f32) after the residual.
+/// reading the zero point. For u8/i8 output the result is
+/// `sat(round_half_even(acc * x_scale * w_scale[oc] / y_scale) + y_zero_point)`, or with a
+/// residual `sat(round_half_even(..) + residual)`; for f32 output it is
+/// `acc * x_scale * w_scale[oc] (+ residual)`. ReLU clamps at the output zero point (0 for
+/// f32) after the residual.
 ///
 /// input: [in_channels, in_h, in_w]; bias: [out_channels] in i32 at scale
 /// `x_scale * w_scale[oc]`; output: [out_channels, out_h, out_w] (overwritten). Pointwise
