@@ -10,9 +10,14 @@
 //! [`gemm_f32`] and [`conv2d_f32`] at the crate root dispatch at run time to a packed GEMM
 //! with a hand-written micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) or to the generic
 //! versions; see [`selected_isa`]. The `*_with` variants run one named implementation.
+//!
+//! [`int8`] holds the quantized convolution and GEMM (packed micro-kernels for AVX2, NEON with
+//! and without the dot-product instructions, and portable Rust), [`quant`] the requantization
+//! arithmetic they share with their references.
 
 mod dispatch;
 pub mod generic;
+pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 // 32-bit ARM has no packed micro-kernel yet and runs the generic kernels, so the packed
@@ -28,12 +33,17 @@ mod parallel;
     allow(dead_code, unused_variables, unreachable_code)
 )]
 mod peak;
+pub mod quant;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 // The crate-root `gemm_f32` and `conv2d_f32` below shadow the generic ones from this glob.
 pub use dispatch::{choose_isa, selected_isa, Isa, KERNELS_ENV};
 pub use generic::*;
+pub use int8::{
+    conv2d_i8, gemm_i8_i32, gemm_i8_i32_with, pack_conv_weights_i8, pack_conv_weights_i8_with,
+    Int8Input, Int8Kernel, Int8Output, PackedConvWeightsI8, QuantizedData,
+};
 pub use parallel::current_threads;
 pub use peak::fma_peak_gmacs;
 
