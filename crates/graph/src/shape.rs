@@ -267,11 +267,16 @@ impl Op {
         match self {
             Op::Conv(a) => {
                 let out = conv_shape(a, x, inputs[1], inputs.get(2).copied())?;
-                match inputs.get(3) {
-                    Some(&r) if r != out.as_slice() => Err(format!(
+                match (inputs.get(3), a.epilogue.pool) {
+                    (Some(&r), _) if r != out.as_slice() => Err(format!(
                         "residual input {r:?} does not match the conv output {out:?}"
                     )),
-                    _ => Ok(out),
+                    // The residual would have to be pooled too; no pass fuses that.
+                    (Some(_), Some(_)) => Err("a conv epilogue cannot both add a residual and \
+                                               pool"
+                        .into()),
+                    (_, Some(pool)) => pool_shape(&pool.attrs(), &out),
+                    (_, None) => Ok(out),
                 }
             }
             Op::Pool(a) => pool_shape(a, x),
@@ -409,6 +414,16 @@ impl Op {
                             .ok_or_else(|| OVERFLOW.to_string())
                     })
                     .collect()
+            }
+            Op::ChannelSlice { start, end } => {
+                if x.len() < 2 || start >= end || *end > x[1] {
+                    return Err(format!(
+                        "channels {start}..{end} are not a non-empty range of {x:?}"
+                    ));
+                }
+                let mut out = x.to_vec();
+                out[1] = end - start;
+                Ok(out)
             }
             Op::Squeeze { axes } => {
                 check_axes(axes, x.len())?;

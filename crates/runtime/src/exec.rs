@@ -1,9 +1,11 @@
 //! One operator on concrete tensors. Shapes were inferred (and so checked) before a run, so the
 //! errors here are the few conditions shape inference cannot see.
 
+use std::ops::Range;
+
 use kestrel_graph::{
-    resolve_padding, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, PoolAttrs, PoolKind,
-    Tensor,
+    resolve_padding, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, MaxPoolStage, Op,
+    PoolAttrs, PoolKind, Tensor,
 };
 use kestrel_kernels as k;
 
@@ -12,7 +14,10 @@ type ExecResult = Result<Tensor, String>;
 pub(crate) fn execute(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> ExecResult {
     let x = inputs[0];
     match op {
-        Op::Conv(attrs) => conv(attrs, inputs, out_shape),
+        Op::Conv(attrs) => match &attrs.epilogue.pool {
+            None => conv(attrs, inputs, out_shape),
+            Some(stage) => conv_max_pool(attrs, stage, inputs, out_shape),
+        },
         Op::Pool(attrs) => pool(attrs, x, out_shape),
         Op::GlobalAveragePool => {
             let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -47,6 +52,7 @@ pub(crate) fn execute(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> ExecR
             Ok(out)
         }
         Op::Concat { axis } => Ok(concat(inputs, *axis, out_shape)),
+        Op::ChannelSlice { start, end } => Ok(channel_slice(x, *start..*end, out_shape)),
         Op::Gemm(attrs) => gemm(attrs, inputs, out_shape),
         Op::MatMul => Ok(matmul(x, inputs[1], out_shape)),
         Op::Transpose { perm } => {
@@ -164,6 +170,260 @@ fn apply_epilogue(
         }
     }
     Ok(())
+}
+
+/// Floats of full-resolution conv output a pooled band holds at once (256 KiB): the conv
+/// output is computed and pooled this many at a time instead of all at once.
+const POOL_BAND_FLOATS: usize = 1 << 16;
+
+/// A convolution whose epilogue max-pools: the conv rows are computed in bands just tall enough
+/// for a band of pooled rows, activated, pooled, and dropped, so the full-resolution map never
+/// exists. Rows that two bands' windows share (a 3x3 stride-2 pool) are carried over, not
+/// recomputed.
+fn conv_max_pool(
+    attrs: &ConvAttrs,
+    stage: &MaxPoolStage,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> ExecResult {
+    if inputs.len() > 3 {
+        return Err("a pooling conv epilogue cannot add a residual".into());
+    }
+    let (x, weights, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    let conv_shape = Op::Conv(attrs.without_pool()).output_shape(&shapes)?;
+    let (n, c, h, w) = nchw(x.shape());
+    let (out_c, conv_h, conv_w) = (conv_shape[1], conv_shape[2], conv_shape[3]);
+    let (pool_h, pool_w) = (out_shape[2], out_shape[3]);
+    if [
+        attrs.strides,
+        attrs.dilations,
+        stage.strides,
+        stage.dilations,
+    ]
+    .iter()
+    .any(|pair| pair.contains(&0))
+    {
+        return Err("strides and dilations must be positive".into());
+    }
+    let (conv_begin, _) = resolve_padding(
+        &attrs.padding,
+        [h, w],
+        attrs.kernel,
+        attrs.strides,
+        attrs.dilations,
+    );
+    let (pool_begin, pool_end) = resolve_padding(
+        &stage.padding,
+        [conv_h, conv_w],
+        stage.kernel,
+        stage.strides,
+        stage.dilations,
+    );
+    let bands = PoolBands {
+        conv_h,
+        stride: stage.strides[0],
+        pad_top: pool_begin[0],
+        span: stage.dilations[0] * (stage.kernel[0] - 1) + 1,
+    };
+    let conv_geometry = |in_h: usize, out_h: usize, pad_top: usize| k::Conv2dGeometry {
+        in_channels: c,
+        in_h,
+        in_w: w,
+        out_channels: out_c,
+        out_h,
+        out_w: conv_w,
+        kernel_h: attrs.kernel[0],
+        kernel_w: attrs.kernel[1],
+        stride_h: attrs.strides[0],
+        stride_w: attrs.strides[1],
+        dilation_h: attrs.dilations[0],
+        dilation_w: attrs.dilations[1],
+        pad_top,
+        pad_left: conv_begin[1],
+        groups: attrs.groups,
+    };
+    let pool_geometry = |in_h: usize, out_h: usize, pad_top: usize| k::Pool2dGeometry {
+        channels: out_c,
+        in_h,
+        in_w: conv_w,
+        out_h,
+        out_w: pool_w,
+        kernel_h: stage.kernel[0],
+        kernel_w: stage.kernel[1],
+        stride_h: stage.strides[0],
+        stride_w: stage.strides[1],
+        dilation_h: stage.dilations[0],
+        dilation_w: stage.dilations[1],
+        pad_top,
+        pad_left: pool_begin[1],
+        pad_bottom: 0,
+        pad_right: pool_end[1],
+    };
+    let conv_row = out_c * conv_w;
+    let rows_per_band =
+        (POOL_BAND_FLOATS / conv_row.max(1)).saturating_sub(bands.span) / bands.stride + 1;
+    // Pooled rows whose window starts past the last conv row see only padding: -inf.
+    let real_rows = (0..pool_h)
+        .take_while(|&p| bands.window(p).0 < conv_h as isize)
+        .count();
+    let kernel_span_h = attrs.dilations[0] * (attrs.kernel[0] - 1) + 1;
+
+    let mut out = Tensor::zeros(out_shape.to_vec());
+    let pooled_image = out_c * pool_h * pool_w;
+    let mut held = ConvRows::default();
+    let mut next = ConvRows::default();
+    let (mut fresh, mut input_band, mut pooled) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dst = out.data_mut().chunks_mut(pooled_image.max(1));
+    for image in chunks(x.data(), c * h * w, n) {
+        let dst = dst.next().expect("one output image per input image");
+        dst.fill(f32::NEG_INFINITY);
+        held.clear();
+        let mut p0 = 0;
+        while p0 < real_rows {
+            let p1 = (p0 + rows_per_band).min(real_rows);
+            let needed = bands.conv_rows(p0, p1);
+            // Conv rows not already held: compute them from the input rows they read.
+            let new_rows = needed.start.max(held.rows.end).min(needed.end)..needed.end;
+            fresh.clear();
+            if !new_rows.is_empty() {
+                let first = (new_rows.start * attrs.strides[0]) as isize - conv_begin[0] as isize;
+                let last = ((new_rows.end - 1) * attrs.strides[0] + kernel_span_h) as isize
+                    - conv_begin[0] as isize;
+                let in_rows =
+                    first.clamp(0, h as isize) as usize..last.clamp(0, h as isize) as usize;
+                let in_rows = in_rows.start..in_rows.end.max(in_rows.start);
+                let src = if in_rows == (0..h) {
+                    image
+                } else {
+                    copy_rows(image, c, h, w, &in_rows, &mut input_band);
+                    &input_band[..]
+                };
+                // Rows that read only bottom padding get an empty input and come out as bias.
+                let pad_top = (in_rows.start as isize - first).max(0) as usize;
+                let geometry = conv_geometry(in_rows.len(), new_rows.len(), pad_top);
+                fresh.resize(out_c * new_rows.len() * conv_w, 0.0);
+                k::conv2d_f32(
+                    &geometry,
+                    src,
+                    weights.data(),
+                    bias.map(Tensor::data),
+                    &mut fresh,
+                );
+                if let Some(activation) = attrs.epilogue.activation {
+                    for v in &mut fresh {
+                        *v = activation.apply(*v);
+                    }
+                }
+            }
+            next.assemble(&held, &fresh, new_rows, needed.clone(), out_c, conv_w);
+            std::mem::swap(&mut held, &mut next);
+
+            let pad_top = (needed.start as isize - bands.window(p0).0) as usize;
+            let geometry = pool_geometry(needed.len(), p1 - p0, pad_top);
+            pooled.resize(out_c * (p1 - p0) * pool_w, 0.0);
+            k::max_pool2d_f32(&geometry, &held.data, &mut pooled);
+            let band_len = (p1 - p0) * pool_w;
+            for (ch, src) in pooled.chunks_exact(band_len.max(1)).enumerate() {
+                let at = ch * pool_h * pool_w + p0 * pool_w;
+                dst[at..at + band_len].copy_from_slice(src);
+            }
+            p0 = p1;
+        }
+    }
+    Ok(out)
+}
+
+/// Which full-resolution rows each pooled row reads, along the height.
+struct PoolBands {
+    conv_h: usize,
+    stride: usize,
+    pad_top: usize,
+    /// Rows a dilated window spans.
+    span: usize,
+}
+
+impl PoolBands {
+    /// The rows of pooled row `p`'s window, padding included (it may start above row 0).
+    fn window(&self, p: usize) -> (isize, isize) {
+        let start = (p * self.stride) as isize - self.pad_top as isize;
+        (start, start + self.span as isize)
+    }
+
+    /// The conv rows pooled rows `p0..p1` read, clipped to the map.
+    fn conv_rows(&self, p0: usize, p1: usize) -> Range<usize> {
+        let clip = |r: isize| r.clamp(0, self.conv_h as isize) as usize;
+        let start = clip(self.window(p0).0);
+        start..clip(self.window(p1 - 1).1).max(start)
+    }
+}
+
+/// A band of full-resolution conv rows, `[channels, rows, width]`.
+#[derive(Default)]
+struct ConvRows {
+    rows: Range<usize>,
+    data: Vec<f32>,
+}
+
+impl ConvRows {
+    fn clear(&mut self) {
+        self.rows = 0..0;
+        self.data.clear();
+    }
+
+    /// Becomes rows `rows`: those `previous` holds are copied from it, and `fresh` holds the
+    /// rest, `fresh_rows`, which follow them.
+    fn assemble(
+        &mut self,
+        previous: &ConvRows,
+        fresh: &[f32],
+        fresh_rows: Range<usize>,
+        rows: Range<usize>,
+        channels: usize,
+        width: usize,
+    ) {
+        let kept = rows.start..fresh_rows.start.clamp(rows.start, rows.end);
+        self.data.clear();
+        for ch in 0..channels {
+            if !kept.is_empty() {
+                let held = previous.rows.len() * width;
+                let from = (kept.start - previous.rows.start) * width;
+                let at = ch * held + from;
+                self.data
+                    .extend_from_slice(&previous.data[at..at + kept.len() * width]);
+            }
+            let n = fresh_rows.len() * width;
+            self.data.extend_from_slice(&fresh[ch * n..(ch + 1) * n]);
+        }
+        self.rows = rows;
+    }
+}
+
+/// Copies input rows `rows` of every channel of a `[channels, h, w]` image into `band`.
+fn copy_rows(
+    image: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    rows: &Range<usize>,
+    band: &mut Vec<f32>,
+) {
+    band.clear();
+    for ch in 0..channels {
+        let plane = &image[ch * h * w..(ch + 1) * h * w];
+        band.extend_from_slice(&plane[rows.start * w..rows.end * w]);
+    }
+}
+
+/// Channels `range` of `x`, copied.
+fn channel_slice(x: &Tensor, range: Range<usize>, out_shape: &[usize]) -> Tensor {
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let inner: usize = x.shape()[2..].iter().product();
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    for image in chunks(x.data(), c * inner, n) {
+        out.extend_from_slice(&image[range.start * inner..range.end * inner]);
+    }
+    Tensor::new(out_shape.to_vec(), out).expect("a channel slice fills its output")
 }
 
 fn pool(attrs: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> ExecResult {
