@@ -186,6 +186,17 @@ fn conv_max_pool(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> ExecResult {
+    conv_max_pool_in_bands(attrs, stage, inputs, out_shape, POOL_BAND_FLOATS)
+}
+
+/// [`conv_max_pool`] with bands of about `band_floats` conv outputs (at least one pooled row).
+fn conv_max_pool_in_bands(
+    attrs: &ConvAttrs,
+    stage: &MaxPoolStage,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+    band_floats: usize,
+) -> ExecResult {
     if inputs.len() > 3 {
         return Err("a pooling conv epilogue cannot add a residual".into());
     }
@@ -262,7 +273,7 @@ fn conv_max_pool(
     };
     let conv_row = out_c * conv_w;
     let rows_per_band =
-        (POOL_BAND_FLOATS / conv_row.max(1)).saturating_sub(bands.span) / bands.stride + 1;
+        (band_floats / conv_row.max(1)).saturating_sub(bands.span) / bands.stride + 1;
     // Pooled rows whose window starts past the last conv row see only padding: -inf.
     let real_rows = (0..pool_h)
         .take_while(|&p| bands.window(p).0 < conv_h as isize)
@@ -700,4 +711,107 @@ fn reduce_mean(x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Tensor {
         })
         .collect();
     Tensor::new(out_shape.to_vec(), data).expect("reduce_mean fills its output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_graph::{Activation, Epilogue, Padding};
+
+    fn tensor(shape: &[usize], seed: u64) -> Tensor {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let data = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        Tensor::new(shape.to_vec(), data).unwrap()
+    }
+
+    fn stage(kernel: usize, stride: usize, padding: Padding, ceil_mode: bool) -> MaxPoolStage {
+        MaxPoolStage {
+            kernel: [kernel, kernel],
+            strides: [stride, stride],
+            dilations: [1, 1],
+            padding,
+            ceil_mode,
+        }
+    }
+
+    /// Banded conv + pool equals the conv, then the pool, bit for bit: for bands of one pooled
+    /// row up to the whole map, for strided and padded convs, and for pools whose windows
+    /// overlap, skip rows, or reach into padding at either edge.
+    #[test]
+    fn banded_conv_max_pool_matches_conv_then_pool() {
+        let explicit = |t, b| Padding::Explicit {
+            begin: [t, 1],
+            end: [b, 0],
+        };
+        let mut dilated = stage(2, 2, explicit(1, 2), true);
+        dilated.dilations = [3, 2];
+        let stages = [
+            stage(3, 2, Padding::NONE, true),
+            stage(2, 2, Padding::NONE, false),
+            stage(3, 2, explicit(1, 1), false),
+            stage(2, 3, explicit(0, 1), true),
+            stage(1, 3, Padding::NONE, false),
+            stage(3, 1, Padding::SameLower, false),
+            dilated,
+        ];
+        let convs = [
+            ([3, 3], [1, 1], explicit(1, 1)),
+            ([3, 2], [2, 1], explicit(2, 0)),
+        ];
+        let x = tensor(&[2, 3, 17, 11], 1);
+        for (kernel, strides, padding) in convs {
+            let w = tensor(&[5, 3, kernel[0], kernel[1]], 2);
+            let b = tensor(&[5], 3);
+            let attrs = ConvAttrs {
+                kernel,
+                strides,
+                dilations: [1, 1],
+                padding,
+                groups: 1,
+                epilogue: Epilogue {
+                    activation: Some(Activation::Relu),
+                    ..Epilogue::default()
+                },
+            };
+            let inputs = [&x, &w, &b];
+            let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+            let conv_shape = Op::Conv(attrs.clone()).output_shape(&shapes).unwrap();
+            let full = conv(&attrs, &inputs, &conv_shape).unwrap();
+            for stage in &stages {
+                let pool_attrs = stage.attrs();
+                let pool_shape = Op::Pool(pool_attrs.clone())
+                    .output_shape(&[&conv_shape])
+                    .unwrap();
+                let want = pool(&pool_attrs, &full, &pool_shape).unwrap();
+                let mut fused = attrs.clone();
+                fused.epilogue.pool = Some(*stage);
+                for band in [1, 60, 200, 1 << 20] {
+                    let got =
+                        conv_max_pool_in_bands(&fused, stage, &inputs, &pool_shape, band).unwrap();
+                    let same = got
+                        .data()
+                        .iter()
+                        .zip(want.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{strides:?} {stage:?}, bands of {band}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn channel_slice_copies_the_range_of_every_image() {
+        let x = tensor(&[2, 5, 2, 3], 4);
+        let got = channel_slice(&x, 1..3, &[2, 2, 2, 3]);
+        let d = x.data();
+        let want: Vec<f32> = [&d[6..18], &d[36..48]].concat();
+        assert_eq!(got.data(), &want[..]);
+    }
 }
