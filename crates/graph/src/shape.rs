@@ -507,6 +507,47 @@ mod tests {
     }
 
     #[test]
+    fn channel_slices_and_pooling_convs_have_their_shapes() {
+        let slice = |start, end| Op::ChannelSlice { start, end };
+        assert_eq!(
+            slice(2, 5).output_shape(&[&[2, 8, 3, 3]]),
+            Ok(vec![2, 3, 3, 3])
+        );
+        assert!(slice(5, 5).output_shape(&[&[2, 8, 3, 3]]).is_err());
+        assert!(slice(4, 9).output_shape(&[&[2, 8, 3, 3]]).is_err());
+        assert!(slice(0, 1).output_shape(&[&[8]]).is_err());
+
+        let mut attrs = ConvAttrs {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::NONE,
+            groups: 1,
+            epilogue: Default::default(),
+        };
+        attrs.epilogue.pool = Some(crate::MaxPoolStage {
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::NONE,
+            ceil_mode: true,
+        });
+        let x: &[usize] = &[1, 3, 16, 16];
+        let w: &[usize] = &[4, 3, 3, 3];
+        // 16 -> conv 14 -> ceil pool 7.
+        let conv = Op::Conv(attrs.clone());
+        assert_eq!(conv.output_shape(&[x, w]), Ok(vec![1, 4, 7, 7]));
+        assert_eq!(
+            Op::Conv(attrs.without_pool()).output_shape(&[x, w]),
+            Ok(vec![1, 4, 14, 14])
+        );
+        attrs.epilogue.residual = true;
+        let residual: &[usize] = &[1, 4, 14, 14];
+        let err = Op::Conv(attrs).output_shape(&[x, w, &[4], residual]);
+        assert!(err.is_err_and(|e| e.contains("residual")));
+    }
+
+    #[test]
     fn reshape_copies_and_infers() {
         assert_eq!(reshape_shape(&[2, 3, 4], &[0, -1], false), Ok(vec![2, 12]));
         assert!(reshape_shape(&[2, 3, 4], &[5, -1], false).is_err());

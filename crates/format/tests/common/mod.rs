@@ -108,7 +108,7 @@ pub fn every_op() -> Graph {
     );
     let relu = node(&mut g, Op::Relu, vec![c3], "relu");
     // A conv whose epilogue max-pools, and a channel range of its output.
-    let w4 = g.add_constant("w4", tensor(&[5, 4, 3, 3], 9));
+    let w4 = g.add_constant("w4", tensor(&[5, 3, 3, 3], 9));
     let pooled = Epilogue {
         residual: false,
         activation: Some(Activation::Relu),
@@ -126,7 +126,7 @@ pub fn every_op() -> Graph {
     let c4 = node(
         &mut g,
         conv(3, Padding::SameUpper, 1, pooled),
-        vec![c3, w4],
+        vec![x, w4],
         "conv_pool",
     );
     let out3 = node(
