@@ -685,7 +685,9 @@ fn add_conv_reading(g: &mut Graph, name: &str, x: ValueId, in_channels: usize) -
 fn only_alike_pointwise_convs_on_one_input_merge() {
     let none = Padding::NONE;
     let padded = pads([1, 1], [1, 1]);
-    let cases: [(&[(usize, usize, Padding, bool)], usize); 5] = [
+    // Each branch: (kernel, stride, padding, relu); then how many merges.
+    type Branches<'a> = &'a [(usize, usize, Padding, bool)];
+    let cases: [(Branches, usize); 5] = [
         (&[(1, 1, none, true), (1, 1, none, false)], 0),
         (&[(1, 1, none, true), (1, 2, none, true)], 0),
         (&[(1, 1, none, true), (1, 1, padded, true)], 0),
