@@ -161,7 +161,9 @@ fn zoo_resnet50_fusions() {
     assert_eq!(report.count("fuse-activation"), 49, "{report}");
 }
 
-/// GoogLeNet: every ReLU follows a conv and fuses into it, and Dropout disappears.
+/// GoogLeNet: every ReLU follows a conv and fuses into it, Dropout disappears, each of the 9
+/// inception modules' three 1x1 convs on the module input (the 1x1 branch and the 3x3 and 5x5
+/// reduces) merge into one, read through 27 channel slices, and conv1's pool joins its conv.
 #[test]
 fn zoo_inception_v1_fusions() {
     let left = |op: &Op| matches!(op, Op::Relu | Op::Identity);
@@ -170,6 +172,60 @@ fn zoo_inception_v1_fusions() {
     };
     assert_eq!(remaining, 0, "{report}");
     assert_eq!(report.count("fuse-activation"), 57, "{report}");
+    assert_eq!(report.count("merge-parallel-1x1"), 9, "{report}");
+    assert_eq!(report.count("fuse-max-pool"), 1, "{report}");
+    let slices = |op: &Op| matches!(op, Op::ChannelSlice { .. });
+    let (slices, _) = count_after_optimizing("zoo/inception_v1.onnx", slices).expect("cached");
+    assert_eq!(slices, 27);
+}
+
+/// GoogLeNet's memory plan at batch 1: every inception Concat is written in place by its
+/// branches (the 1x1 branch's slice is copied straight into its place, the 3x3 and 5x5
+/// branches' reduce slices are read in place), and the arena is a fraction of one buffer per
+/// activation.
+#[test]
+fn zoo_inception_v1_memory_plan() {
+    let Some(path) = model_file("zoo/inception_v1.onnx") else {
+        return;
+    };
+    let graph = kestrel_onnx::import_file(&path).expect("import");
+    let (optimized, _) = kestrel_optimizer::optimize(&graph).expect("optimize");
+    let concats = optimized
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Concat { .. }))
+        .count();
+    let session = Session::new(optimized).expect("session");
+    let plan = session.memory_plan(&[&[1, 3, 224, 224]]).expect("plan");
+    assert_eq!(concats, 9);
+    assert_eq!(plan.concats_in_place(), 9);
+    assert_eq!(plan.slices_in_place(), 18);
+    assert!(plan.arena_bytes() * 3 < plan.separate_bytes());
+}
+
+/// Conv + ReLU + MaxPool becomes one conv wherever the pool reads the ReLU alone (a pool after
+/// an LRN or a Concat stays), and no zoo model has a constant Mul/Add after a conv.
+#[test]
+fn zoo_conv_relu_max_pool_fusions() {
+    for (model, pools) in [
+        ("zoo/inception_v1.onnx", 1),
+        ("zoo/resnet50.onnx", 1),
+        ("zoo/bvlc_alexnet.onnx", 1),
+        ("zoo/zfnet512.onnx", 1),
+        ("zoo/vgg19.onnx", 5),
+        ("zoo/squeezenet.onnx", 1),
+        ("torchvision/googlenet.onnx", 2),
+        ("torchvision/resnet18.onnx", 1),
+        ("torchvision/resnet50.onnx", 1),
+    ] {
+        let fused = |op: &Op| matches!(op, Op::Conv(c) if c.epilogue.pool.is_some());
+        let Some((fused, report)) = count_after_optimizing(model, fused) else {
+            continue;
+        };
+        assert_eq!(report.count("fuse-max-pool"), pools, "{model}: {report}");
+        assert_eq!(fused, pools, "{model}: {report}");
+        assert_eq!(report.count("fold-mul-add"), 0, "{model}: {report}");
+    }
 }
 
 /// The same input gives bitwise the same output, run after run, optimized or not.

@@ -149,6 +149,9 @@ fn inspect_reports_layers_macs_and_cam_tail() {
     assert!(text.contains("Concat"), "{text}");
     assert!(text.contains("GMAC"), "{text}");
     assert!(text.contains("CAM: applies"), "{text}");
+    assert!(text.contains("ChannelSlice"), "{text}");
+    assert!(text.contains("merge-parallel-1x1 x"), "{text}");
+    assert!(text.contains("fused: "), "{text}");
 }
 
 /// The fused graph by default, with what the optimizer did; the imported one on request. Both

@@ -62,8 +62,9 @@ pub use write::{to_bytes, write_file, WriteOptions};
 /// The first eight bytes of every `.kst` file.
 pub const MAGIC: [u8; 8] = *b"KSTGRAPH";
 
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes and reads. Version 2 added the convolution's max-pool
+/// stage and the ChannelSlice operator.
+pub const VERSION: u32 = 2;
 
 /// Bytes in the fixed header.
 pub const HEADER_LEN: usize = 64;

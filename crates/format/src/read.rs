@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use kestrel_graph::{
     element_count, Activation, BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs,
-    Node, NodeId, Op, Padding, PoolAttrs, PoolKind, SharedBytes, Tensor, Value, ValueId, ValueKind,
+    MaxPoolStage, Node, NodeId, Op, Padding, PoolAttrs, PoolKind, SharedBytes, Tensor, Value,
+    ValueId, ValueKind,
 };
 use memmap2::Mmap;
 
@@ -368,6 +369,17 @@ fn read_op(r: &mut Reader) -> Result<Op, String> {
                 }),
                 t => return Err(format!("unknown activation tag {t}")),
             };
+            let pool = match r.u8()? {
+                0 => None,
+                1 => Some(MaxPoolStage {
+                    kernel: r.pair()?,
+                    strides: r.pair()?,
+                    dilations: r.pair()?,
+                    padding: read_padding(r)?,
+                    ceil_mode: r.bool()?,
+                }),
+                t => return Err(format!("unknown conv pool tag {t}")),
+            };
             Op::Conv(ConvAttrs {
                 kernel,
                 strides,
@@ -377,6 +389,7 @@ fn read_op(r: &mut Reader) -> Result<Op, String> {
                 epilogue: Epilogue {
                     residual,
                     activation,
+                    pool,
                 },
             })
         }
@@ -463,6 +476,10 @@ fn read_op(r: &mut Reader) -> Result<Op, String> {
             axes: r.usizes("axes")?,
         },
         20 => Op::Identity,
+        21 => Op::ChannelSlice {
+            start: r.usize()?,
+            end: r.usize()?,
+        },
         t => return Err(format!("unknown operator tag {t}")),
     })
 }

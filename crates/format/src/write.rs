@@ -184,6 +184,17 @@ fn op(w: &mut Writer, op: &Op) {
                     w.f32(max);
                 }
             }
+            match &a.epilogue.pool {
+                None => w.u8(0),
+                Some(p) => {
+                    w.u8(1);
+                    w.pair(p.kernel);
+                    w.pair(p.strides);
+                    w.pair(p.dilations);
+                    padding(w, &p.padding);
+                    w.bool(p.ceil_mode);
+                }
+            }
         }
         Op::Pool(a) => {
             w.u8(1);
@@ -283,6 +294,11 @@ fn op(w: &mut Writer, op: &Op) {
             w.usizes(axes);
         }
         Op::Identity => w.u8(20),
+        Op::ChannelSlice { start, end } => {
+            w.u8(21);
+            w.usize(*start);
+            w.usize(*end);
+        }
     }
 }
 

@@ -67,8 +67,9 @@ fn empty_magic_and_version_are_named() {
     bytes[..4].copy_from_slice(b"\x08\x01\x12\x00");
     refused(&bytes, "magic");
     let mut newer = valid(&common::cam_net());
-    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let err = refused(&newer, "version 2");
+    let next = kestrel_format::VERSION + 1;
+    newer[8..12].copy_from_slice(&next.to_le_bytes());
+    let err = refused(&newer, &format!("version {next}"));
     assert!(err.contains("newer"), "{err}");
     let mut older = valid(&common::cam_net());
     older[8..12].copy_from_slice(&0u32.to_le_bytes());

@@ -17,8 +17,8 @@ mod tensor;
 pub use error::GraphError;
 pub use graph::{Dim, Graph, Node, NodeId, Value, ValueId, ValueKind};
 pub use op::{
-    Activation, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, Op, Padding, PoolAttrs,
-    PoolKind,
+    Activation, BinaryOp, ConvAttrs, Epilogue, GemmAttrs, LrnAttrs, MaxPoolStage, Op, Padding,
+    PoolAttrs, PoolKind,
 };
 pub use shape::{
     broadcast_shapes, conv_output_size, count_range, pool_output_size, resolve_padding,

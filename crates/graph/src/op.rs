@@ -1,5 +1,5 @@
 /// How a convolution or pool pads its input.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
     /// Explicit `[top, left]` and `[bottom, right]` padding.
     Explicit { begin: [usize; 2], end: [usize; 2] },
@@ -27,6 +27,15 @@ pub struct ConvAttrs {
     pub padding: Padding,
     pub groups: usize,
     pub epilogue: Epilogue,
+}
+
+impl ConvAttrs {
+    /// The same convolution without its pool stage: the full-resolution map it pools.
+    pub fn without_pool(&self) -> ConvAttrs {
+        let mut attrs = self.clone();
+        attrs.epilogue.pool = None;
+        attrs
+    }
 }
 
 /// An elementwise activation a convolution applies to its result before writing it.
@@ -65,16 +74,55 @@ impl Activation {
 }
 
 /// What a convolution does to its result before writing it, in this order: add the residual
-/// input (a ResNet shortcut), then apply the activation. The default does neither.
+/// input (a ResNet shortcut), apply the activation, then max-pool. The default does none.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Epilogue {
     pub residual: bool,
     pub activation: Option<Activation>,
+    /// A max pool over the activated result: the node's output is the pooled map, and the
+    /// full-resolution map is only ever held a band of rows at a time.
+    pub pool: Option<MaxPoolStage>,
 }
 
 impl Epilogue {
     pub fn is_empty(&self) -> bool {
-        !self.residual && self.activation.is_none()
+        !self.residual && self.activation.is_none() && self.pool.is_none()
+    }
+}
+
+/// The max pool a convolution's epilogue applies, with the attributes of [`PoolAttrs`].
+/// Padded cells act as -inf, as in a standalone MaxPool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPoolStage {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub padding: Padding,
+    pub ceil_mode: bool,
+}
+
+impl MaxPoolStage {
+    /// The stage of a max pool, or `None` for an average pool.
+    pub fn from_attrs(attrs: &PoolAttrs) -> Option<MaxPoolStage> {
+        (attrs.kind == PoolKind::Max).then_some(MaxPoolStage {
+            kernel: attrs.kernel,
+            strides: attrs.strides,
+            dilations: attrs.dilations,
+            padding: attrs.padding,
+            ceil_mode: attrs.ceil_mode,
+        })
+    }
+
+    /// The standalone MaxPool this stage performs.
+    pub fn attrs(&self) -> PoolAttrs {
+        PoolAttrs {
+            kind: PoolKind::Max,
+            kernel: self.kernel,
+            strides: self.strides,
+            dilations: self.dilations,
+            padding: self.padding,
+            ceil_mode: self.ceil_mode,
+        }
     }
 }
 
@@ -192,6 +240,11 @@ pub enum Op {
     },
     /// Passes its input through (Dropout at inference, Identity).
     Identity,
+    /// Channels `start..end` (axis 1) of the input: a branch's share of a merged convolution.
+    ChannelSlice {
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Op {
@@ -231,6 +284,7 @@ impl Op {
             Op::Squeeze { .. } => "Squeeze",
             Op::Unsqueeze { .. } => "Unsqueeze",
             Op::Identity => "Identity",
+            Op::ChannelSlice { .. } => "ChannelSlice",
         }
     }
 

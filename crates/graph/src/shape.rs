@@ -267,11 +267,16 @@ impl Op {
         match self {
             Op::Conv(a) => {
                 let out = conv_shape(a, x, inputs[1], inputs.get(2).copied())?;
-                match inputs.get(3) {
-                    Some(&r) if r != out.as_slice() => Err(format!(
+                match (inputs.get(3), a.epilogue.pool) {
+                    (Some(&r), _) if r != out.as_slice() => Err(format!(
                         "residual input {r:?} does not match the conv output {out:?}"
                     )),
-                    _ => Ok(out),
+                    // The residual would have to be pooled too; no pass fuses that.
+                    (Some(_), Some(_)) => Err("a conv epilogue cannot both add a residual and \
+                                               pool"
+                        .into()),
+                    (_, Some(pool)) => pool_shape(&pool.attrs(), &out),
+                    (_, None) => Ok(out),
                 }
             }
             Op::Pool(a) => pool_shape(a, x),
@@ -410,6 +415,16 @@ impl Op {
                     })
                     .collect()
             }
+            Op::ChannelSlice { start, end } => {
+                if x.len() < 2 || start >= end || *end > x[1] {
+                    return Err(format!(
+                        "channels {start}..{end} are not a non-empty range of {x:?}"
+                    ));
+                }
+                let mut out = x.to_vec();
+                out[1] = end - start;
+                Ok(out)
+            }
             Op::Squeeze { axes } => {
                 check_axes(axes, x.len())?;
                 if let Some(a) = axes.iter().find(|&&a| x[a] != 1) {
@@ -489,6 +504,47 @@ mod tests {
         assert!(pad.output_shape(&[&[2]]).is_err());
         let concat = Op::Concat { axis: 0 };
         assert!(concat.output_shape(&[&[max], &[1]]).is_err());
+    }
+
+    #[test]
+    fn channel_slices_and_pooling_convs_have_their_shapes() {
+        let slice = |start, end| Op::ChannelSlice { start, end };
+        assert_eq!(
+            slice(2, 5).output_shape(&[&[2, 8, 3, 3]]),
+            Ok(vec![2, 3, 3, 3])
+        );
+        assert!(slice(5, 5).output_shape(&[&[2, 8, 3, 3]]).is_err());
+        assert!(slice(4, 9).output_shape(&[&[2, 8, 3, 3]]).is_err());
+        assert!(slice(0, 1).output_shape(&[&[8]]).is_err());
+
+        let mut attrs = ConvAttrs {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::NONE,
+            groups: 1,
+            epilogue: Default::default(),
+        };
+        attrs.epilogue.pool = Some(crate::MaxPoolStage {
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::NONE,
+            ceil_mode: true,
+        });
+        let x: &[usize] = &[1, 3, 16, 16];
+        let w: &[usize] = &[4, 3, 3, 3];
+        // 16 -> conv 14 -> ceil pool 7.
+        let conv = Op::Conv(attrs.clone());
+        assert_eq!(conv.output_shape(&[x, w]), Ok(vec![1, 4, 7, 7]));
+        assert_eq!(
+            Op::Conv(attrs.without_pool()).output_shape(&[x, w]),
+            Ok(vec![1, 4, 14, 14])
+        );
+        attrs.epilogue.residual = true;
+        let residual: &[usize] = &[1, 4, 14, 14];
+        let err = Op::Conv(attrs).output_shape(&[x, w, &[4], residual]);
+        assert!(err.is_err_and(|e| e.contains("residual")));
     }
 
     #[test]

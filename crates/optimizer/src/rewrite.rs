@@ -5,10 +5,14 @@
 //! then builds a fresh graph in one walk. A fused node is emitted at the position of the *last*
 //! node it absorbs and takes that node's output value (and so its name): every input the fused
 //! node reads is defined before that position, and every consumer of the group comes after it.
+//! A pass may also insert a new node before an original one ([`Rewrite::insert_before`]), for a
+//! node that several rewritten nodes read.
 
 use std::collections::HashMap;
 
-use kestrel_graph::{ConvAttrs, Graph, GraphError, Node, NodeId, Op, Tensor, ValueId, ValueKind};
+use kestrel_graph::{
+    ConvAttrs, Graph, GraphError, Node, NodeId, Op, Tensor, Value, ValueId, ValueKind,
+};
 
 /// The changes one pass makes to a graph.
 pub(crate) struct Rewrite<'g> {
@@ -19,6 +23,9 @@ pub(crate) struct Rewrite<'g> {
     replaced: HashMap<NodeId, Replacement>,
     /// Values that vanish, and the value that now stands for each.
     alias: HashMap<ValueId, ValueId>,
+    /// New nodes to emit just before an original node, with the placeholder value each
+    /// stands for.
+    inserted: HashMap<NodeId, Vec<(Replacement, ValueId)>>,
 }
 
 struct Replacement {
@@ -35,7 +42,34 @@ impl<'g> Rewrite<'g> {
             absorbed: vec![false; original.nodes.len()],
             replaced: HashMap::new(),
             alias: HashMap::new(),
+            inserted: HashMap::new(),
         }
+    }
+
+    /// Adds node `name` computing `op` over `inputs` just before node `at` (so its inputs must
+    /// be defined before `at`), and returns its output, named `output_name`, for rewritten
+    /// nodes to read.
+    pub fn insert_before(
+        &mut self,
+        at: NodeId,
+        name: String,
+        op: Op,
+        inputs: Vec<ValueId>,
+        output_name: String,
+    ) -> ValueId {
+        // A placeholder naming no real node: `apply` maps it to the inserted node's output,
+        // and reading it before then fails as reading an undefined value.
+        self.graph.values.push(Value {
+            name: output_name,
+            shape: Vec::new(),
+            kind: ValueKind::Node(NodeId(usize::MAX)),
+        });
+        let placeholder = ValueId(self.graph.values.len() - 1);
+        self.inserted
+            .entry(at)
+            .or_default()
+            .push((Replacement { name, op, inputs }, placeholder));
+        placeholder
     }
 
     /// A new constant, for a fused node's inputs.
@@ -97,16 +131,14 @@ impl<'g> Rewrite<'g> {
             }
             id
         };
-        for (i, node) in source.nodes.iter().enumerate().take(self.absorbed.len()) {
-            if self.absorbed[i] {
-                continue;
-            }
-            let (name, op, inputs) = match self.replaced.get(&NodeId(i)) {
-                Some(r) => (r.name.clone(), r.op.clone(), r.inputs.clone()),
-                None => (node.name.clone(), node.op.clone(), node.inputs.clone()),
-            };
+        // Maps `inputs` into `out`, copying the constants they read on first use.
+        let map_inputs = |name: &str,
+                          inputs: &[ValueId],
+                          out: &mut Graph,
+                          map: &mut HashMap<ValueId, ValueId>|
+         -> Result<Vec<ValueId>, GraphError> {
             let mut new_inputs = Vec::with_capacity(inputs.len());
-            for input in inputs {
+            for &input in inputs {
                 let id = resolve(input);
                 let new_id = match map.get(&id) {
                     Some(&new_id) => new_id,
@@ -125,6 +157,23 @@ impl<'g> Rewrite<'g> {
                 };
                 new_inputs.push(new_id);
             }
+            Ok(new_inputs)
+        };
+        for (i, node) in source.nodes.iter().enumerate().take(self.absorbed.len()) {
+            for (new, placeholder) in self.inserted.get(&NodeId(i)).into_iter().flatten() {
+                let inputs = map_inputs(&new.name, &new.inputs, &mut out, &mut map)?;
+                let output_name = source.value(*placeholder).name.clone();
+                let output = out.add_node(new.name.clone(), new.op.clone(), inputs, output_name)?;
+                map.insert(*placeholder, output);
+            }
+            if self.absorbed[i] {
+                continue;
+            }
+            let (name, op, inputs) = match self.replaced.get(&NodeId(i)) {
+                Some(r) => (r.name.clone(), r.op.clone(), r.inputs.clone()),
+                None => (node.name.clone(), node.op.clone(), node.inputs.clone()),
+            };
+            let new_inputs = map_inputs(&name, &inputs, &mut out, &mut map)?;
             let output_name = source.value(node.output).name.clone();
             map.insert(
                 node.output,

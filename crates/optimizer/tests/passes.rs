@@ -3,7 +3,8 @@
 //! the graph is left as it was.
 
 use kestrel_graph::{
-    Activation, BinaryOp, ConvAttrs, Dim, Epilogue, Graph, Op, Padding, Tensor, ValueId,
+    Activation, BinaryOp, ConvAttrs, Dim, Epilogue, Graph, Op, Padding, PoolAttrs, PoolKind,
+    Tensor, ValueId,
 };
 use kestrel_optimizer::optimize;
 use kestrel_runtime::Session;
@@ -41,12 +42,17 @@ fn conv3x3() -> Op {
 
 /// A graph with input `x` [N, 4, 6, 5].
 fn input_graph() -> (Graph, ValueId) {
+    input_graph_sized(6, 5)
+}
+
+/// A graph with input `x` [N, 4, h, w].
+fn input_graph_sized(h: usize, w: usize) -> (Graph, ValueId) {
     let mut g = Graph::default();
     let dims = vec![
         Dim::Free("N".into()),
         Dim::Fixed(4),
-        Dim::Fixed(6),
-        Dim::Fixed(5),
+        Dim::Fixed(h),
+        Dim::Fixed(w),
     ];
     let x = g.add_input("x", dims);
     (g, x)
@@ -106,7 +112,9 @@ fn optimize_and_compare(g: &Graph) -> (Graph, kestrel_optimizer::Report) {
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&opt), names(g));
-    let input = tensor(&[2, 4, 6, 5], 99);
+    let mut shape = g.value(g.inputs[0]).shape.clone();
+    shape[0] = 2;
+    let input = tensor(&shape, 99);
     let want = Session::new(g.clone())
         .unwrap()
         .run(vec![input.clone()])
@@ -277,19 +285,21 @@ fn projection_shortcut_defined_after_the_branch() {
     assert_eq!(opt.nodes.len(), 2);
 }
 
-/// An Add that broadcasts (a per-channel bias) is not a shortcut.
+/// An Add that broadcasts (a per-channel shift computed from the input) is not a shortcut.
 #[test]
 fn broadcasting_add_is_not_a_residual() {
     let (mut g, x) = input_graph();
     let c = add_conv(&mut g, "conv", x, true, 1);
-    let shift = g.add_constant("shift", tensor(&[1, 4, 1, 1], 7));
+    let shift = g
+        .add_node("mean", Op::GlobalAveragePool, vec![x], "shift")
+        .unwrap();
     let sum = g
         .add_node("add", Op::Binary(BinaryOp::Add), vec![c, shift], "sum")
         .unwrap();
     g.outputs.push(sum);
     let (opt, report) = optimize_and_compare(&g);
     assert_eq!(report.count("fold-residual-add"), 0);
-    assert_eq!(opt.nodes.len(), 2);
+    assert_eq!(opt.nodes.len(), 3);
 }
 
 #[test]
@@ -329,4 +339,384 @@ fn clip_with_min_above_max_fuses_to_the_same_result() {
     let (_, report) = optimize_and_compare(&g);
     assert_eq!(report.count("fuse-activation"), 1);
     assert_eq!(Activation::Clip { min: 0.5, max: 0.1 }.apply(0.3), 0.1);
+}
+
+/// Appends `op` of `x` and a constant of `shape`, the constant first when `constant_first`.
+fn add_binary_constant(
+    g: &mut Graph,
+    name: &str,
+    op: BinaryOp,
+    x: ValueId,
+    shape: &[usize],
+    constant_first: bool,
+) -> ValueId {
+    let c = g.add_constant(format!("{name}.c"), tensor(shape, 40 + shape.len() as u64));
+    let inputs = if constant_first {
+        vec![c, x]
+    } else {
+        vec![x, c]
+    };
+    g.add_node(name, Op::Binary(op), inputs, format!("{name}_out"))
+        .unwrap()
+}
+
+/// Conv, then Mul and Add by per-channel (or scalar) constants, fold into one conv, with or
+/// without a bias, whichever operand order.
+#[test]
+fn constant_mul_and_add_fold_into_the_conv() {
+    for (bias, scale_shape, shift_shape) in [
+        (true, vec![1, 4, 1, 1], vec![4, 1, 1]),
+        (false, vec![4, 1, 1], vec![1, 4, 1, 1]),
+        (true, vec![], vec![1]),
+        (false, vec![1, 1, 1, 1], vec![1, 4, 1, 1]),
+    ] {
+        let (mut g, x) = input_graph();
+        let c = add_conv(&mut g, "conv", x, bias, 1);
+        let m = add_binary_constant(&mut g, "mul", BinaryOp::Mul, c, &scale_shape, bias);
+        let a = add_binary_constant(&mut g, "add", BinaryOp::Add, m, &shift_shape, !bias);
+        let y = g.add_node("relu", Op::Relu, vec![a], "y").unwrap();
+        g.outputs.push(y);
+        let (opt, report) = optimize_and_compare(&g);
+        assert_eq!(
+            report.count("fold-mul-add"),
+            2,
+            "{scale_shape:?} {shift_shape:?}"
+        );
+        assert_eq!(report.count("fuse-activation"), 1);
+        assert_eq!(opt.nodes.len(), 1, "{report}");
+    }
+}
+
+/// A batch norm with a tiny variance and a large epsilon (or the usual ones), followed by a
+/// scale and a shift, all folds into the conv.
+#[test]
+fn batch_norm_then_scale_and_shift_fold_into_the_conv() {
+    for (epsilon, variance) in [(1e-5, 1.0), (1e-3, 1e-6), (1e-3, 1e-7), (1e-5, 1e-7)] {
+        let (mut g, x) = input_graph();
+        let c = add_conv(&mut g, "conv", x, false, 1);
+        let b = add_batch_norm(&mut g, "bn", c, epsilon, variance, 10);
+        let m = add_binary_constant(&mut g, "mul", BinaryOp::Mul, b, &[1, 4, 1, 1], false);
+        let a = add_binary_constant(&mut g, "add", BinaryOp::Add, m, &[1, 4, 1, 1], true);
+        g.outputs.push(a);
+        let (opt, report) = optimize_and_compare(&g);
+        assert_eq!(report.count("fold-batch-norm"), 1);
+        assert_eq!(report.count("fold-mul-add"), 2);
+        assert_eq!(opt.nodes.len(), 1, "epsilon {epsilon}, variance {variance}");
+    }
+}
+
+/// What must stay: a constant that varies over space or batch ([5] lines up with the width), a
+/// non-constant operand, a conv output read twice, a Sub (not folded), and a Mul after a ReLU.
+#[test]
+fn mul_and_add_that_are_not_per_channel_constants_stay() {
+    for shape in [
+        vec![1, 1, 6, 5],
+        vec![1, 4, 6, 1],
+        vec![5],
+        vec![2, 4, 1, 1],
+    ] {
+        let (mut g, x) = input_graph();
+        let c = add_conv(&mut g, "conv", x, true, 1);
+        let m = add_binary_constant(&mut g, "mul", BinaryOp::Mul, c, &shape, false);
+        g.outputs.push(m);
+        let (opt, report) = optimize_and_compare(&g);
+        assert_eq!(report.count("fold-mul-add"), 0, "{shape:?}");
+        assert_eq!(opt.nodes.len(), 2);
+    }
+
+    let (mut g, x) = input_graph();
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let scale = g
+        .add_node("mean", Op::GlobalAveragePool, vec![x], "scale")
+        .unwrap();
+    let m = g
+        .add_node("mul", Op::Binary(BinaryOp::Mul), vec![c, scale], "m")
+        .unwrap();
+    g.outputs.push(m);
+    let (_, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fold-mul-add"), 0);
+
+    let (mut g, x) = input_graph();
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let m = add_binary_constant(&mut g, "mul", BinaryOp::Mul, c, &[1, 4, 1, 1], false);
+    let sum = g
+        .add_node("add", Op::Binary(BinaryOp::Add), vec![m, c], "sum")
+        .unwrap();
+    g.outputs.push(sum);
+    let (_, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fold-mul-add"), 0);
+
+    for op in [BinaryOp::Sub, BinaryOp::Mul] {
+        let (mut g, x) = input_graph();
+        let mut c = add_conv(&mut g, "conv", x, true, 1);
+        if op == BinaryOp::Mul {
+            c = g.add_node("relu", Op::Relu, vec![c], "r").unwrap();
+        }
+        let y = add_binary_constant(&mut g, "op", op, c, &[1, 4, 1, 1], false);
+        g.outputs.push(y);
+        let (opt, report) = optimize_and_compare(&g);
+        assert_eq!(report.count("fold-mul-add"), 0);
+        assert_eq!(opt.nodes.len(), 2);
+    }
+}
+
+fn max_pool(kernel: usize, stride: usize, padding: Padding, ceil_mode: bool) -> PoolAttrs {
+    PoolAttrs {
+        kind: PoolKind::Max,
+        kernel: [kernel, kernel],
+        strides: [stride, stride],
+        dilations: [1, 1],
+        padding,
+        ceil_mode,
+    }
+}
+
+fn pads(begin: [usize; 2], end: [usize; 2]) -> Padding {
+    Padding::Explicit { begin, end }
+}
+
+/// Conv + ReLU + MaxPool becomes one conv pooling in its epilogue, for every kind of max pool:
+/// overlapping, ceil mode, padded, SAME, dilated; and on a map tall and wide enough that the
+/// runtime computes it in several bands.
+#[test]
+fn conv_relu_max_pool_fuse_for_every_max_pool() {
+    let mut dilated = max_pool(2, 1, pads([1, 0], [0, 1]), false);
+    dilated.dilations = [2, 3];
+    let pools = [
+        max_pool(3, 2, Padding::NONE, true),
+        max_pool(2, 2, Padding::NONE, false),
+        max_pool(3, 2, pads([1, 1], [1, 1]), false),
+        max_pool(3, 2, pads([0, 1], [1, 0]), true),
+        max_pool(3, 1, pads([1, 1], [1, 1]), false),
+        max_pool(3, 2, Padding::SameUpper, false),
+        max_pool(2, 3, Padding::SameLower, true),
+        dilated,
+    ];
+    for (h, w) in [(6, 5), (7, 9), (150, 1100)] {
+        for pool in &pools {
+            let (mut g, x) = input_graph_sized(h, w);
+            let c = add_conv(&mut g, "conv", x, true, 1);
+            let r = g.add_node("relu", Op::Relu, vec![c], "r").unwrap();
+            let y = g
+                .add_node("pool", Op::Pool(pool.clone()), vec![r], "y")
+                .unwrap();
+            g.outputs.push(y);
+            let (opt, report) = optimize_and_compare(&g);
+            assert_eq!(report.count("fuse-max-pool"), 1, "{pool:?}");
+            assert_eq!(opt.nodes.len(), 1);
+            let Op::Conv(attrs) = &opt.nodes[0].op else {
+                panic!("not a conv")
+            };
+            assert_eq!(attrs.epilogue.activation, Some(Activation::Relu));
+            assert_eq!(attrs.epilogue.pool.map(|p| p.attrs()).as_ref(), Some(pool));
+            assert_eq!(opt.value(opt.outputs[0]).name, "y");
+        }
+    }
+}
+
+/// A conv straight into a max pool (no activation) fuses as well.
+#[test]
+fn conv_max_pool_without_activation_fuses() {
+    let (mut g, x) = input_graph_sized(9, 8);
+    let c = add_conv(&mut g, "conv", x, false, 1);
+    let pool = max_pool(3, 2, Padding::NONE, true);
+    let y = g.add_node("pool", Op::Pool(pool), vec![c], "y").unwrap();
+    g.outputs.push(y);
+    let (opt, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fuse-max-pool"), 1);
+    assert_eq!(opt.nodes.len(), 1);
+}
+
+/// What must stay a separate pool: an average pool; a pool of a ReLU output that something
+/// else reads too; a pool of a conv output that is also a graph output; a pool after a conv
+/// that adds a residual.
+#[test]
+fn max_pool_does_not_fuse_when_it_must_not() {
+    let average = PoolAttrs {
+        kind: PoolKind::Average {
+            count_include_pad: false,
+        },
+        ..max_pool(3, 2, Padding::NONE, true)
+    };
+    let (mut g, x) = input_graph_sized(9, 8);
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let r = g.add_node("relu", Op::Relu, vec![c], "r").unwrap();
+    let y = g.add_node("pool", Op::Pool(average), vec![r], "y").unwrap();
+    g.outputs.push(y);
+    let (opt, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fuse-max-pool"), 0);
+    assert_eq!(opt.nodes.len(), 2);
+
+    let (mut g, x) = input_graph_sized(9, 8);
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let r = g.add_node("relu", Op::Relu, vec![c], "r").unwrap();
+    let pool = max_pool(2, 2, Padding::NONE, false);
+    let y = g
+        .add_node("pool", Op::Pool(pool.clone()), vec![r], "y")
+        .unwrap();
+    let other = add_conv(&mut g, "second_reader", r, true, 3);
+    g.outputs.extend([y, other]);
+    let (opt, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fuse-max-pool"), 0);
+    assert_eq!(count_ops(&opt, |op| matches!(op, Op::Pool(_))), 1);
+
+    let (mut g, x) = input_graph_sized(9, 8);
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let y = g
+        .add_node("pool", Op::Pool(pool.clone()), vec![c], "y")
+        .unwrap();
+    g.outputs.extend([c, y]);
+    let (_, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fuse-max-pool"), 0);
+
+    let (mut g, x) = input_graph_sized(9, 8);
+    let c = add_conv(&mut g, "conv", x, true, 1);
+    let sum = g
+        .add_node("add", Op::Binary(BinaryOp::Add), vec![c, x], "sum")
+        .unwrap();
+    let r = g.add_node("relu", Op::Relu, vec![sum], "r").unwrap();
+    let y = g.add_node("pool", Op::Pool(pool), vec![r], "y").unwrap();
+    g.outputs.push(y);
+    let (opt, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("fold-residual-add"), 1);
+    assert_eq!(report.count("fuse-max-pool"), 0);
+    assert_eq!(opt.nodes.len(), 2);
+}
+
+/// Appends a `kernel`x`kernel` conv 4 -> `out` channels reading `x`, with a ReLU when `relu`.
+#[allow(clippy::too_many_arguments)]
+fn add_branch(
+    g: &mut Graph,
+    name: &str,
+    x: ValueId,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    bias: bool,
+    relu: bool,
+) -> ValueId {
+    let w = g.add_constant(
+        format!("{name}.w"),
+        tensor(&[out, 4, kernel, kernel], name.len() as u64),
+    );
+    let mut inputs = vec![x, w];
+    if bias {
+        inputs.push(g.add_constant(format!("{name}.b"), tensor(&[out], 7 + out as u64)));
+    }
+    let conv = Op::Conv(ConvAttrs {
+        kernel: [kernel, kernel],
+        strides: [stride, stride],
+        dilations: [1, 1],
+        padding,
+        groups: 1,
+        epilogue: Epilogue::default(),
+    });
+    let c = g
+        .add_node(name, conv, inputs, format!("{name}_out"))
+        .unwrap();
+    if !relu {
+        return c;
+    }
+    g.add_node(
+        format!("{name}_relu"),
+        Op::Relu,
+        vec![c],
+        format!("{name}_act"),
+    )
+    .unwrap()
+}
+
+/// An inception module's front: a 1x1 branch and two 1x1 reduces (one without a bias) on the
+/// same input merge into one conv, each read through its channel slice.
+#[test]
+fn parallel_1x1_convs_merge_into_one() {
+    let (mut g, x) = input_graph();
+    let same = Padding::NONE;
+    let a = add_branch(&mut g, "b1x1", x, 3, 1, 1, same, true, true);
+    let r3 = add_branch(&mut g, "reduce3", x, 2, 1, 1, same, false, true);
+    let r5 = add_branch(
+        &mut g,
+        "reduce5",
+        x,
+        5,
+        1,
+        1,
+        Padding::SameUpper,
+        true,
+        true,
+    );
+    let c3 = add_conv_reading(&mut g, "conv3", r3, 2);
+    let c5 = add_conv_reading(&mut g, "conv5", r5, 5);
+    let cat = g
+        .add_node("concat", Op::Concat { axis: 1 }, vec![a, c3, c5], "cat")
+        .unwrap();
+    g.outputs.push(cat);
+    let (opt, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("merge-parallel-1x1"), 1, "{report}");
+    let slices: Vec<_> = opt
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::ChannelSlice { start, end } => Some((n.name.as_str(), start, end)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        slices,
+        [("b1x1", 0, 3), ("reduce3", 3, 5), ("reduce5", 5, 10)]
+    );
+    let merged = opt.node(kestrel_graph::NodeId(0));
+    assert_eq!(opt.value(merged.output).shape, [1, 10, 6, 5]);
+    assert_eq!(count_ops(&opt, |op| matches!(op, Op::Conv(_))), 3);
+}
+
+/// A 3x3 conv `in_channels` -> 4 reading `x`.
+fn add_conv_reading(g: &mut Graph, name: &str, x: ValueId, in_channels: usize) -> ValueId {
+    let w = g.add_constant(format!("{name}.w"), tensor(&[4, in_channels, 3, 3], 3));
+    g.add_node(name, conv3x3(), vec![x, w], format!("{name}_out"))
+        .unwrap()
+}
+
+/// What must not merge: 1x1 convs with different activations, a strided or padded 1x1, a 3x3
+/// next to a 1x1, 1x1s on different inputs. Convs that agree merge even when others reading
+/// the same input do not.
+#[test]
+fn only_alike_pointwise_convs_on_one_input_merge() {
+    let none = Padding::NONE;
+    let padded = pads([1, 1], [1, 1]);
+    // Each branch: (kernel, stride, padding, relu); then how many merges.
+    type Branches<'a> = &'a [(usize, usize, Padding, bool)];
+    let cases: [(Branches, usize); 5] = [
+        (&[(1, 1, none, true), (1, 1, none, false)], 0),
+        (&[(1, 1, none, true), (1, 2, none, true)], 0),
+        (&[(1, 1, none, true), (1, 1, padded, true)], 0),
+        (&[(1, 1, none, true), (3, 1, padded, true)], 0),
+        (
+            &[
+                (1, 1, none, true),
+                (1, 1, none, false),
+                (1, 1, none, true),
+                (3, 1, padded, true),
+            ],
+            1,
+        ),
+    ];
+    for (branches, merges) in cases {
+        let (mut g, x) = input_graph();
+        for (i, &(kernel, stride, padding, relu)) in branches.iter().enumerate() {
+            let name = format!("branch{i}");
+            let y = add_branch(&mut g, &name, x, 3, kernel, stride, padding, true, relu);
+            g.outputs.push(y);
+        }
+        let (_, report) = optimize_and_compare(&g);
+        assert_eq!(report.count("merge-parallel-1x1"), merges, "{branches:?}");
+    }
+
+    let (mut g, x) = input_graph();
+    let first = add_branch(&mut g, "first", x, 4, 1, 1, none, true, true);
+    let second = add_branch(&mut g, "second", first, 3, 1, 1, none, true, true);
+    g.outputs.extend([first, second]);
+    let (_, report) = optimize_and_compare(&g);
+    assert_eq!(report.count("merge-parallel-1x1"), 0);
 }

@@ -6,7 +6,7 @@
 //!
 //! Some values need no memory of their own:
 //! - a view (Flatten, Reshape, Squeeze, Unsqueeze, Identity) is its input's memory read with
-//!   another shape;
+//!   another shape, and a channel slice of one image is a window of its input's;
 //! - the inputs of a Concat along a contiguous axis are written by their producers straight
 //!   into their slice of the concatenated buffer, so the Concat copies nothing.
 //!
@@ -53,6 +53,7 @@ pub struct MemoryPlan {
     arena_len: usize,
     separate_len: usize,
     concats_in_place: usize,
+    slices_in_place: usize,
 }
 
 impl MemoryPlan {
@@ -86,6 +87,7 @@ impl MemoryPlan {
         let mut offset_in_parent = vec![0usize; values];
         let mut in_place = vec![false; graph.nodes.len()];
         let mut concats_in_place = 0;
+        let mut slices_in_place = 0;
         let produced_by_node: Vec<bool> = (0..values)
             .map(|v| matches!(graph.values[v].kind, ValueKind::Node(_)))
             .collect();
@@ -96,6 +98,22 @@ impl MemoryPlan {
             if node.op.is_view() && !is_constant(node.inputs[0].0) {
                 parent[out] = node.inputs[0].0;
                 in_place[i] = true;
+                continue;
+            }
+            if let Op::ChannelSlice { start, .. } = node.op {
+                // One image's channels are contiguous, so the slice is a window of its input;
+                // a slice that a Concat reads is copied instead, straight into its place there.
+                let source = node.inputs[0].0;
+                let shape = &shapes[source];
+                let feeds_concat = graph
+                    .consumers(node.output)
+                    .any(|c| matches!(c.op, Op::Concat { .. }));
+                if shape.first() == Some(&1) && !is_constant(source) && !feeds_concat {
+                    parent[out] = source;
+                    offset_in_parent[out] = start * shape[2..].iter().product::<usize>();
+                    in_place[i] = true;
+                    slices_in_place += 1;
+                }
                 continue;
             }
             let Op::Concat { axis } = node.op else {
@@ -203,6 +221,7 @@ impl MemoryPlan {
             arena_len,
             separate_len,
             concats_in_place,
+            slices_in_place,
         }
     }
 
@@ -229,6 +248,11 @@ impl MemoryPlan {
     /// Bytes the activations would take with a buffer each and no reuse.
     pub fn separate_bytes(&self) -> usize {
         self.separate_len * std::mem::size_of::<f32>()
+    }
+
+    /// Channel slices read in place, as windows of their input.
+    pub fn slices_in_place(&self) -> usize {
+        self.slices_in_place
     }
 
     /// Concats whose inputs are written straight into the concatenated buffer.

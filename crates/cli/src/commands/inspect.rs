@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kestrel_graph::{Activation, Dim, Graph, Node, Op, ValueKind};
+use kestrel_graph::{Activation, Dim, Graph, Node, Op, ValueId, ValueKind};
 
 use crate::model::Model;
 
@@ -54,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         total_params,
         total_macs as f64 / 1e9
     );
+    println!("fused: {}", fusion_summary(graph));
     match &model.optimized {
         Some(report) => println!("optimized: {report}"),
         None if model.compiled => println!("compiled graph, run as stored"),
@@ -64,10 +65,11 @@ pub fn run(args: Args) -> Result<()> {
     match model.session.memory_plan(&shape_refs) {
         Ok(plan) => println!(
             "memory plan: {:.2} MiB arena for all activations ({:.2} MiB with a buffer each), \
-             {} concat(s) written in place",
+             {} concat(s) written in place, {} channel slice(s) read in place",
             mib(plan.arena_bytes()),
             mib(plan.separate_bytes()),
-            plan.concats_in_place()
+            plan.concats_in_place(),
+            plan.slices_in_place()
         ),
         Err(e) => println!("memory plan: none at the nominal input shape: {e}"),
     }
@@ -105,8 +107,12 @@ pub fn describe(op: &Op) -> String {
                 Some(Activation::Clip { min, max }) => s += &format!(" +clip({min},{max})"),
                 None => {}
             }
+            if let Some(p) = &c.epilogue.pool {
+                s += &format!(" +maxpool {}x{}/{}", p.kernel[0], p.kernel[1], p.strides[0]);
+            }
             s
         }
+        Op::ChannelSlice { start, end } => format!("ChannelSlice {start}..{end}"),
         Op::Pool(p) => format!(
             "{} {}x{}/{}",
             op.name(),
@@ -116,6 +122,36 @@ pub fn describe(op: &Op) -> String {
         ),
         _ => op.name().to_string(),
     }
+}
+
+/// What the graph's nodes have absorbed, read from the graph itself (so a compiled `.kst`
+/// shows it too): epilogue stages of convolutions, and convolutions merged from parallel 1x1
+/// branches (the convs that ChannelSlices read).
+fn fusion_summary(graph: &Graph) -> String {
+    let convs = || {
+        graph.nodes.iter().filter_map(|n| match &n.op {
+            Op::Conv(c) => Some(&c.epilogue),
+            _ => None,
+        })
+    };
+    let activations = convs().filter(|e| e.activation.is_some()).count();
+    let residuals = convs().filter(|e| e.residual).count();
+    let pools = convs().filter(|e| e.pool.is_some()).count();
+    let mut merged: Vec<ValueId> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::ChannelSlice { .. }))
+        .map(|n| n.inputs[0])
+        .filter(|&id| matches!(graph.producer(id).map(|p| &p.op), Some(Op::Conv(_))))
+        .collect();
+    let branches = merged.len();
+    merged.sort_unstable();
+    merged.dedup();
+    format!(
+        "{activations} conv+activation, {residuals} conv+residual, {pools} conv+maxpool, {} \
+         merged 1x1 convs ({branches} branches)",
+        merged.len()
+    )
 }
 
 fn truncate(s: &str, width: usize) -> String {
@@ -154,8 +190,21 @@ pub fn macs(graph: &Graph, node: &Node) -> u64 {
         Op::Conv(c) => {
             let w = &graph.value(node.inputs[1]).shape;
             let per_output = w[1..].iter().map(|&d| d as u64).product::<u64>();
-            let _ = c;
-            out * per_output
+            // A pooling conv computes its whole full-resolution map, not just the pooled one.
+            let conv_outputs = match c.epilogue.pool {
+                None => out,
+                Some(_) => {
+                    let shapes: Vec<&[usize]> = node
+                        .inputs
+                        .iter()
+                        .map(|&id| &graph.value(id).shape[..])
+                        .collect();
+                    Op::Conv(c.without_pool())
+                        .output_shape(&shapes)
+                        .map_or(out, |s| s.iter().map(|&d| d as u64).product())
+                }
+            };
+            conv_outputs * per_output
         }
         Op::Gemm(g) => {
             let a = &graph.value(node.inputs[0]).shape;

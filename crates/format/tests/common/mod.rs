@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use kestrel_graph::{
-    Activation, BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs, Op, Padding,
-    PoolAttrs, PoolKind, Tensor,
+    Activation, BinaryOp, ConvAttrs, Dim, Epilogue, GemmAttrs, Graph, LrnAttrs, MaxPoolStage, Op,
+    Padding, PoolAttrs, PoolKind, Tensor,
 };
 
 /// Deterministic values in [-1, 1).
@@ -37,7 +37,7 @@ fn conv(kernel: usize, padding: Padding, groups: usize, epilogue: Epilogue) -> O
     })
 }
 
-/// A graph using every operator and attribute variant, on input `x [N, 3, 8, 8]`, with two
+/// A graph using every operator and attribute variant, on input `x [N, 3, 8, 8]`, with three
 /// outputs.
 pub fn every_op() -> Graph {
     let mut g = Graph::default();
@@ -65,8 +65,8 @@ pub fn every_op() -> Graph {
     let w1 = g.add_constant("w1", tensor(&[4, 3, 3, 3], 1));
     let b1 = g.add_constant("b1", tensor(&[4], 2));
     let relu_epilogue = Epilogue {
-        residual: false,
         activation: Some(Activation::Relu),
+        ..Epilogue::default()
     };
     let c1 = node(
         &mut g,
@@ -91,6 +91,7 @@ pub fn every_op() -> Graph {
     let fused = Epilogue {
         residual: true,
         activation: Some(Activation::Clip { min: 0.0, max: 6.0 }),
+        pool: None,
     };
     let c2 = node(
         &mut g,
@@ -106,6 +107,34 @@ pub fn every_op() -> Graph {
         "conv3",
     );
     let relu = node(&mut g, Op::Relu, vec![c3], "relu");
+    // A conv whose epilogue max-pools, and a channel range of its output.
+    let w4 = g.add_constant("w4", tensor(&[5, 3, 3, 3], 9));
+    let pooled = Epilogue {
+        residual: false,
+        activation: Some(Activation::Relu),
+        pool: Some(MaxPoolStage {
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::Explicit {
+                begin: [0, 1],
+                end: [1, 0],
+            },
+            ceil_mode: true,
+        }),
+    };
+    let c4 = node(
+        &mut g,
+        conv(3, Padding::SameUpper, 1, pooled),
+        vec![x, w4],
+        "conv_pool",
+    );
+    let out3 = node(
+        &mut g,
+        Op::ChannelSlice { start: 1, end: 4 },
+        vec![c4],
+        "channel_slice",
+    );
     let clip = node(
         &mut g,
         Op::Clip {
@@ -250,7 +279,7 @@ pub fn every_op() -> Graph {
         vec![gemm],
         "softmax2d",
     );
-    g.outputs = vec![out1, out2];
+    g.outputs = vec![out1, out2, out3];
     g
 }
 
@@ -278,8 +307,8 @@ pub fn cam_net() -> Graph {
         },
         groups: 1,
         epilogue: Epilogue {
-            residual: false,
             activation: Some(Activation::Relu),
+            ..Epilogue::default()
         },
     };
     let feat = g

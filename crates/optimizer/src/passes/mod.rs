@@ -3,7 +3,10 @@
 mod activation;
 mod batch_norm;
 mod identity;
+mod max_pool;
+mod merge_1x1;
 mod residual;
+mod scale_shift;
 
 use kestrel_graph::{Graph, GraphError};
 
@@ -13,9 +16,10 @@ pub struct Pass {
     pub run: fn(&Graph) -> Result<(Graph, usize), GraphError>,
 }
 
-/// Every pass, in the order [`crate::optimize`] runs them: batch norms fold into their
-/// convolutions first, so the convolutions they leave can take a residual add and then an
-/// activation into their epilogue.
+/// Every pass, in the order [`crate::optimize`] runs them: batch norms and constant scales and
+/// shifts fold into their convolutions first, so the convolutions they leave can take a
+/// residual add, then an activation, then a max pool into their epilogue; parallel 1x1
+/// convolutions merge last, once their epilogues are final.
 pub const PASSES: &[Pass] = &[
     Pass {
         name: "drop-identity",
@@ -26,11 +30,23 @@ pub const PASSES: &[Pass] = &[
         run: batch_norm::fold_batch_norms,
     },
     Pass {
+        name: "fold-mul-add",
+        run: scale_shift::fold_constant_mul_adds,
+    },
+    Pass {
         name: "fold-residual-add",
         run: residual::fold_residual_adds,
     },
     Pass {
         name: "fuse-activation",
         run: activation::fuse_activations,
+    },
+    Pass {
+        name: "fuse-max-pool",
+        run: max_pool::fuse_max_pools,
+    },
+    Pass {
+        name: "merge-parallel-1x1",
+        run: merge_1x1::merge_parallel_1x1,
     },
 ];

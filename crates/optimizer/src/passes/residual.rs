@@ -44,7 +44,7 @@ pub(crate) fn fold_residual_adds(graph: &Graph) -> Result<(Graph, usize), GraphE
             let mut attrs = attrs.clone();
             attrs.epilogue = Epilogue {
                 residual: true,
-                activation: None,
+                ..Epilogue::default()
             };
             rewrite.fuse(
                 NodeId(i),
