@@ -235,7 +235,7 @@ fn conv_max_pool_in_bands(
         conv_h,
         stride: stage.strides[0],
         pad_top: pool_begin[0],
-        span: stage.dilations[0] * (stage.kernel[0] - 1) + 1,
+        span: stage.dilations[0] * stage.kernel[0].saturating_sub(1) + 1,
     };
     let conv_geometry = |in_h: usize, out_h: usize, pad_top: usize| k::Conv2dGeometry {
         in_channels: c,
@@ -278,7 +278,7 @@ fn conv_max_pool_in_bands(
     let real_rows = (0..pool_h)
         .take_while(|&p| bands.window(p).0 < conv_h as isize)
         .count();
-    let kernel_span_h = attrs.dilations[0] * (attrs.kernel[0] - 1) + 1;
+    let kernel_span_h = attrs.dilations[0] * attrs.kernel[0].saturating_sub(1) + 1;
 
     let mut out = Tensor::zeros(out_shape.to_vec());
     let pooled_image = out_c * pool_h * pool_w;
