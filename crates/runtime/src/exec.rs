@@ -172,9 +172,9 @@ fn apply_epilogue(
     Ok(())
 }
 
-/// Floats of full-resolution conv output a pooled band holds at once (256 KiB): the conv
+/// Floats of full-resolution conv output a pooled band holds at once (1 MiB): the conv
 /// output is computed and pooled this many at a time instead of all at once.
-const POOL_BAND_FLOATS: usize = 1 << 16;
+const POOL_BAND_FLOATS: usize = 1 << 18;
 
 /// A convolution whose epilogue max-pools: the conv rows are computed in bands just tall enough
 /// for a band of pooled rows, activated, pooled, and dropped, so the full-resolution map never
