@@ -47,7 +47,9 @@ fn load(c: &mut Criterion) {
 
     let mut group = c.benchmark_group(format!("load_{name}"));
     group.sample_size(10);
-    group.bench_function("import_onnx_and_optimize", |b| b.iter(|| optimize(import())));
+    group.bench_function("import_onnx_and_optimize", |b| {
+        b.iter(|| optimize(import()))
+    });
     group.bench_function("load_kst_f32", |b| {
         b.iter(|| kestrel_format::load_file(&f32_path).expect("load"))
     });
