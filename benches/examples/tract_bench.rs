@@ -79,7 +79,7 @@ fn synthetic_input(shape: &[usize]) -> Result<Tensor> {
     let data: Vec<f32> = (0..len)
         .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 2000) as f32 / 1000.0 - 1.0)
         .collect();
-    Ok(Tensor::from_shape(shape, &data)?)
+    Tensor::from_shape(shape, &data)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
