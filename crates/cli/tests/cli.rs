@@ -350,6 +350,18 @@ fn bench_reports_latency_percentiles_and_profile() {
     );
     assert_eq!(v["batch"], 2);
     assert!(v["gmac_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    let runs: Vec<f64> = v["latencies_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 5, "{v}");
+    assert_eq!(
+        runs.iter().copied().fold(f64::INFINITY, f64::min),
+        min,
+        "{v}"
+    );
 
     let out = kestrel(&["bench", m, "--runs", "2", "--warmup", "0", "--profile"]);
     assert!(out.status.success(), "{}", stderr(&out));
