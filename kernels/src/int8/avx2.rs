@@ -13,10 +13,19 @@
 //! Per pair of depth steps the kernel loads two ymm of packed B (16 columns x 2 steps),
 //! broadcasts six 32-bit A pairs and issues twelve independent `vpmaddwd` + `vpaddd`; only
 //! the 1-cycle adds are loop-carried, so twelve accumulators keep both multiply pipes busy.
+//!
+//! Activation packing and the requantizing epilogue are vectorised too, because on shallow
+//! layers (a 1x1 over 64 channels is 64 MACs per output) a scalar epilogue costs as much as
+//! the products: packing interleaves two depth rows of 16 bytes and widens them in four
+//! instructions, and requantization handles eight outputs per step with `vpmuldq` (see
+//! [`requantize_avx2`] for why it stays bit-exact).
 
 use std::arch::x86_64::*;
 
-use super::driver::I8MicroKernel;
+use super::driver::{
+    pack_b_sliver_scalar, requantize_scalar, Activation, ChannelRequant, I8MicroKernel, QuantByte,
+};
+use crate::quant::FixedPoint;
 
 /// Proof that the running CPU has AVX2; only `new` builds one.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +66,211 @@ impl I8MicroKernel for Avx2I8 {
         // written to `c`.
         unsafe { kernel_6x16(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
     }
+
+    fn pack_b_sliver<T: Activation>(
+        &self,
+        dst: &mut [i16],
+        b: &[T],
+        ldb: usize,
+        k: usize,
+        c0: usize,
+        cols: usize,
+    ) {
+        if cols < NR || std::mem::size_of::<T>() != 1 {
+            return pack_b_sliver_scalar::<Self, T>(dst, b, ldb, k, c0, cols);
+        }
+        let groups = k.div_ceil(KU);
+        assert!(dst.len() >= groups * NR * KU);
+        assert!(k > 0 && b.len() >= (k - 1) * ldb + c0 + NR);
+        // SAFETY: AVX2 was detected (`self` exists); T is one byte, so `b` is readable as
+        // bytes; the asserts bound the 16-byte reads of rows 0..k at column c0 and the
+        // `groups * 32` i16 written.
+        unsafe {
+            pack_sliver_16(
+                dst.as_mut_ptr(),
+                b.as_ptr().cast::<u8>().add(c0),
+                ldb,
+                k,
+                T::BIAS_XOR,
+            )
+        }
+    }
+
+    fn requantize<T: QuantByte>(
+        &self,
+        rq: &ChannelRequant,
+        acc: &[i32],
+        offset: i32,
+        residual: Option<&[T]>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+        dst: &mut [T],
+    ) {
+        let n = acc.len();
+        assert_eq!(dst.len(), n);
+        if let Some(res) = residual {
+            assert_eq!(res.len(), n);
+        }
+        let done = match rq.fixed {
+            Some(fp) if n >= 8 => {
+                let res = residual.map_or(std::ptr::null(), |r| r.as_ptr().cast::<u8>());
+                // SAFETY: AVX2 was detected; `acc`, `dst` and (when non-null) `res` hold `n`
+                // elements, and the function touches only the first `n / 8 * 8`; T is one
+                // byte.
+                unsafe {
+                    requantize_avx2::<T>(
+                        fp,
+                        acc.as_ptr(),
+                        n / 8,
+                        offset,
+                        res,
+                        zero_point,
+                        lo,
+                        hi,
+                        dst.as_mut_ptr().cast::<u8>(),
+                    )
+                }
+                n / 8 * 8
+            }
+            _ => 0,
+        };
+        requantize_scalar(
+            rq,
+            &acc[done..],
+            offset,
+            residual.map(|r| &r[done..]),
+            zero_point,
+            lo,
+            hi,
+            &mut dst[done..],
+        );
+    }
+}
+
+/// Packs 16 columns of `k` depth rows (bytes `b + p * ldb .. + 16`, xor `flip` to make them
+/// the biased u8) into a sliver of i16 pairs: for each pair of rows, interleaving the bytes of
+/// the two rows gives (row p, row p + 1) per column, and zero-extending the interleaved bytes
+/// to i16 gives exactly the packed layout.
+///
+/// # Safety
+/// AVX2 must be available; `b + p * ldb` must be valid for 16 reads for every `p < k`, and
+/// `dst` for `k.div_ceil(2) * 32` writes.
+#[target_feature(enable = "avx2")]
+unsafe fn pack_sliver_16(dst: *mut i16, b: *const u8, ldb: usize, k: usize, flip: u8) {
+    let flip = _mm_set1_epi8(flip as i8);
+    let mut p = 0;
+    let mut out = dst;
+    while p < k {
+        // SAFETY: rows p and (if present) p + 1 are below k (caller contract); a missing odd
+        // row is zero, matching the zero-padded depth of A.
+        unsafe {
+            let r0 = _mm_xor_si128(_mm_loadu_si128(b.add(p * ldb).cast()), flip);
+            let r1 = if p + 1 < k {
+                _mm_xor_si128(_mm_loadu_si128(b.add((p + 1) * ldb).cast()), flip)
+            } else {
+                _mm_setzero_si128()
+            };
+            let lo = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(r0, r1));
+            let hi = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(r0, r1));
+            _mm256_storeu_si256(out.cast(), lo);
+            _mm256_storeu_si256(out.add(16).cast(), hi);
+            out = out.add(NR * KU);
+        }
+        p += KU;
+    }
+}
+
+/// `round_half_even(p / 2^shift) + 2^(62 - shift)` for 64-bit lanes `p` with
+/// `|p| < 2^55`, using only logical shifts (AVX2 has no 64-bit arithmetic shift): adding
+/// 2^62 makes every lane non-negative without changing its low `shift` bits or its parity
+/// after the shift, `2^(shift-1) - 1` plus the bit that lands in the units place rounds half
+/// to even (a tie goes up exactly when the truncated value is odd).
+#[inline(always)]
+unsafe fn round_shift_biased(p: __m256i, bias_and_half: __m256i, shift: __m128i) -> __m256i {
+    let one = _mm256_set1_epi64x(1);
+    let parity = _mm256_and_si256(_mm256_srl_epi64(p, shift), one);
+    _mm256_srl_epi64(
+        _mm256_add_epi64(_mm256_add_epi64(p, bias_and_half), parity),
+        shift,
+    )
+}
+
+/// Eight outputs per step of [`requantize_scalar`], bit for bit, for a channel whose scale has
+/// a [`FixedPoint`] form.
+///
+/// Why it is exact: the true accumulator `acc + offset` (wrapping, as in the scalar form) is
+/// clamped to `±acc_limit`, which changes no output (see [`FixedPoint`]); `vpmuldq` forms the
+/// exact 64-bit product with the 24-bit mantissa (`|p| < 2^55`); [`round_shift_biased`]
+/// divides by `2^shift` with round-half-even exactly, and as the clamped quotient is below
+/// 2^24 in magnitude, its low 32 bits less those of the `2^(62 - shift)` bias are the exact
+/// i32 result. The addend and saturation then follow the scalar form, which is free of
+/// overflow there.
+///
+/// # Safety
+/// AVX2 must be available; `acc` and `dst` valid for `steps * 8` elements, `residual` null or
+/// valid for as many; `fp.shift` in 1..=56.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn requantize_avx2<T: QuantByte>(
+    fp: FixedPoint,
+    acc: *const i32,
+    steps: usize,
+    offset: i32,
+    residual: *const u8,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+    dst: *mut u8,
+) {
+    debug_assert!((1..=FixedPoint::MAX_SHIFT).contains(&fp.shift));
+    let offset = _mm256_set1_epi32(offset);
+    let acc_max = _mm256_set1_epi32(fp.acc_limit);
+    let acc_min = _mm256_set1_epi32(-fp.acc_limit);
+    let mantissa = _mm256_set1_epi64x(fp.mantissa as i64);
+    let shift = _mm_cvtsi32_si128(fp.shift as i32);
+    let bias_and_half = _mm256_set1_epi64x((1i64 << 62) + (1i64 << (fp.shift - 1)) - 1);
+    // Low 32 bits of the 2^(62 - shift) bias (zero once shift <= 30).
+    let unbias = _mm256_set1_epi32((1u64 << (62 - fp.shift)) as u32 as i32);
+    let zero_point = _mm256_set1_epi32(zero_point);
+    let lo = _mm256_set1_epi32(lo);
+    let hi = _mm256_set1_epi32(hi);
+    for step in 0..steps {
+        // SAFETY: step < steps, so the eight elements at step * 8 are in bounds of `acc`,
+        // `dst` and a non-null `residual` (caller contract).
+        unsafe {
+            let raw = _mm256_loadu_si256(acc.add(step * 8).cast());
+            let a = _mm256_add_epi32(raw, offset);
+            let a = _mm256_min_epi32(_mm256_max_epi32(a, acc_min), acc_max);
+            // vpmuldq multiplies the even i32 lanes; shift the odd ones down for the second.
+            let even = _mm256_mul_epi32(a, mantissa);
+            let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), mantissa);
+            let even = round_shift_biased(even, bias_and_half, shift);
+            let odd = round_shift_biased(odd, bias_and_half, shift);
+            let q = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+            let q = _mm256_sub_epi32(q, unbias);
+            let addend = if residual.is_null() {
+                zero_point
+            } else {
+                let bytes = _mm_loadl_epi64(residual.add(step * 8).cast());
+                if T::SIGNED {
+                    _mm256_cvtepi8_epi32(bytes)
+                } else {
+                    _mm256_cvtepu8_epi32(bytes)
+                }
+            };
+            let r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, addend), lo), hi);
+            // Values are inside the output type's range, so the saturating packs only narrow.
+            let words =
+                _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+            let bytes = if T::SIGNED {
+                _mm_packs_epi16(words, words)
+            } else {
+                _mm_packus_epi16(words, words)
+            };
+            _mm_storel_epi64(dst.add(step * 8).cast(), bytes);
+        }
+    }
 }
 
 /// c[6 x 16] = A_panel * B_panel over `groups` pairs of depth steps.
@@ -89,6 +303,18 @@ unsafe fn kernel_6x16(groups: usize, a: *const i16, b: *const i16, c: *mut i32) 
             let cp = c.add(r * NR);
             _mm256_storeu_si256(cp.cast(), row[0]);
             _mm256_storeu_si256(cp.add(8).cast(), row[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_requantize_matches_scalar() {
+        if let Some(kern) = Avx2I8::new() {
+            super::super::driver::tests::requantize_matches_scalar(&kern);
         }
     }
 }
