@@ -58,13 +58,22 @@ impl I8MicroKernel for Avx2I8 {
         w as i16
     }
 
-    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32], ldc: usize, cols: usize) {
         assert!(a.len() >= groups * MR * KU && b.len() >= groups * NR * KU);
-        assert!(c.len() >= MR * NR);
+        assert!(ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
+        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
         // SAFETY: `self` exists only if AVX2 was detected; the asserts bound every read of
-        // `a` (groups steps of 12 i16) and `b` (groups steps of 32 i16) and the 96 i32
-        // written to `c`.
-        unsafe { kernel_6x16(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        // `a` (groups steps of 12 i16) and `b` (groups steps of 32 i16) and the 6 rows of at
+        // most 16 i32 written to `c` at stride `ldc`.
+        unsafe {
+            // A sliver with at most 8 live columns (the last of a 7x7 or 14x14 layer) needs
+            // only its first vector: half the products.
+            if cols <= 8 {
+                kernel_6xn::<1>(groups, a, b, c, ldc)
+            } else {
+                kernel_6xn::<2>(groups, a, b, c, ldc)
+            }
+        }
     }
 
     fn pack_b_sliver<T: Activation>(
@@ -135,6 +144,9 @@ impl I8MicroKernel for Avx2I8 {
             }
             _ => 0,
         };
+        if done == n {
+            return;
+        }
         requantize_scalar(
             rq,
             &acc[done..],
@@ -273,36 +285,56 @@ unsafe fn requantize_avx2<T: QuantByte>(
     }
 }
 
-/// c[6 x 16] = A_panel * B_panel over `groups` pairs of depth steps.
+/// c[6 x 8 * VECS] = A_panel * B_panel over `groups` pairs of depth steps, rows at stride
+/// `ldc`; `VECS` = 2 is the full 6 x 16 tile, 1 its left half.
 ///
 /// # Safety
 /// AVX2 must be available; `a` must be valid for `groups * 12` reads, `b` for `groups * 32`
-/// reads and `c` for 96 writes.
+/// reads and `c` for 6 rows of `8 * VECS` writes at stride `ldc`.
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_6x16(groups: usize, a: *const i16, b: *const i16, c: *mut i32) {
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    for g in 0..groups {
+unsafe fn kernel_6xn<const VECS: usize>(
+    groups: usize,
+    a: *const i16,
+    b: *const i16,
+    c: *mut i32,
+    ldc: usize,
+) {
+    let mut acc = [[_mm256_setzero_si256(); VECS]; MR];
+    // One pair of depth steps: VECS loads of B, six A broadcasts, 6 * VECS multiply-adds.
+    let step = |acc: &mut [[__m256i; VECS]; MR], g: usize| {
         // SAFETY: g < groups, so B i16 g*32..g*32+32 and A i16 g*12..g*12+12 are in bounds;
         // the A pair of row r is the unaligned i32 at i16 offset g*12 + 2r.
         unsafe {
             let bp = b.add(g * NR * KU);
-            let b0 = _mm256_loadu_si256(bp.cast());
-            let b1 = _mm256_loadu_si256(bp.add(16).cast());
+            let mut bv = [_mm256_setzero_si256(); VECS];
+            for (v, dst) in bv.iter_mut().enumerate() {
+                *dst = _mm256_loadu_si256(bp.add(16 * v).cast());
+            }
             let ap = a.add(g * MR * KU);
             for (r, row) in acc.iter_mut().enumerate() {
-                let pair = ap.add(r * KU).cast::<i32>().read_unaligned();
-                let av = _mm256_set1_epi32(pair);
-                row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
-                row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
+                let av = _mm256_set1_epi32(ap.add(r * KU).cast::<i32>().read_unaligned());
+                for (sum, &bvec) in row.iter_mut().zip(&bv) {
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(av, bvec));
+                }
             }
         }
+    };
+    // Two steps per iteration halve the loop overhead, which competes with the 24 vector
+    // instructions of a step for dispatch slots.
+    let mut g = 0;
+    while g + 2 <= groups {
+        step(&mut acc, g);
+        step(&mut acc, g + 1);
+        g += 2;
+    }
+    if g < groups {
+        step(&mut acc, g);
     }
     for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r < 6 of the 6 x 16 tile is 16 i32 at c + r * 16 (caller contract).
-        unsafe {
-            let cp = c.add(r * NR);
-            _mm256_storeu_si256(cp.cast(), row[0]);
-            _mm256_storeu_si256(cp.add(8).cast(), row[1]);
+        for (v, sum) in row.iter().enumerate() {
+            // SAFETY: row r < 6, vector v < VECS is 8 i32 at c + r * ldc + 8v (caller
+            // contract).
+            unsafe { _mm256_storeu_si256(c.add(r * ldc + 8 * v).cast(), *sum) };
         }
     }
 }

@@ -278,13 +278,13 @@ pub(crate) fn conv2d<K: I8MicroKernel, T: Activation, O: OutElem>(
                     k,
                     bp,
                     n,
-                    &mut |r0, cc, rows, cols, tile| {
+                    &mut |r0, cc, rows, cols, sums, ld| {
                         let at = c0 + cc;
                         for r in 0..rows {
                             let oc = grp * cout_g + r0 + r;
                             let dst = &mut block[(r0 + r - first) * out_hw + at..][..cols];
                             let res = residual_run(residual, oc * out_hw + at, cols);
-                            let acc = &tile[r * K::NR..][..cols];
+                            let acc = &sums[r * ld..][..cols];
                             O::write_row(kern, epi, oc, acc, offsets[oc], res, dst);
                         }
                     },

@@ -21,9 +21,6 @@ use rayon::prelude::*;
 
 use crate::quant::{FixedPoint, Requantizer};
 
-/// Largest MR * NR of any int8 micro-kernel.
-pub(crate) const MAX_TILE: usize = 128;
-
 /// Bytes of packed B per column panel: fits Zen's 512 KiB and Cortex-A72's 1 MiB L2 with the
 /// A stream beside it.
 const B_PANEL_BYTES: usize = 192 * 1024;
@@ -111,9 +108,18 @@ pub(crate) trait I8MicroKernel: Sync {
     fn pack_act(x: u8) -> Self::Elem;
     fn pack_weight(w: i8) -> Self::Elem;
 
-    /// c[i * NR + j] = sum over `groups` packed depth groups of a(i, p) * b(p, j), wrapping.
-    /// Panics if a slice is too short.
-    fn tile(&self, groups: usize, a: &[Self::Elem], b: &[Self::Elem], c: &mut [i32]);
+    /// c[i * ldc + j] = sum over `groups` packed depth groups of a(i, p) * b(p, j), wrapping,
+    /// for every row i < MR and at least the columns j < `cols` (<= NR) that matter: a kernel
+    /// may leave the rest of the NR columns unwritten. Panics if a slice is too short.
+    fn tile(
+        &self,
+        groups: usize,
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        c: &mut [i32],
+        ldc: usize,
+        cols: usize,
+    );
 
     /// Packs columns `c0..c0 + cols` (cols <= NR) of B ([k, *], row stride `ldb`) into one
     /// sliver of `NR * k.next_multiple_of(KU)` elements.
@@ -334,12 +340,15 @@ pub(crate) fn pack_b<K: I8MicroKernel, T: Activation>(
     }
 }
 
-/// The tile sink: `(row0, col0, rows, cols, tile)` with the raw sums of C rows
-/// `row0..row0 + rows`, columns `col0..col0 + cols` at `tile[r * NR + c]`.
-pub(crate) type TileSink<'a> = &'a mut dyn FnMut(usize, usize, usize, usize, &[i32]);
+/// The sink of finished sums: `(row0, col0, rows, cols, sums, ld)` with the raw sums of C rows
+/// `row0..row0 + rows`, columns `col0..col0 + cols` at `sums[r * ld + c]`.
+pub(crate) type TileSink<'a> = &'a mut dyn FnMut(usize, usize, usize, usize, &[i32], usize);
 
-/// Raw C rows `rows` = A * B over the whole depth, handing every tile to `sink`. `a` holds
-/// all the row panels packed by [`pack_a`]; `bpack` is `n` columns packed by [`pack_b`].
+/// Raw C rows `rows` = A * B over the whole depth, handing the sums to `sink` a strip at a
+/// time: the tiles of one row panel across one L2 panel of B are written side by side into a
+/// strip, so the epilogue runs on long rows (its per-row set-up is paid once per strip, not
+/// once per tile). `a` holds all the row panels packed by [`pack_a`]; `bpack` is `n` columns
+/// packed by [`pack_b`].
 pub(crate) fn gemm_packed<K: I8MicroKernel>(
     kern: &K,
     a: &[K::Elem],
@@ -350,7 +359,6 @@ pub(crate) fn gemm_packed<K: I8MicroKernel>(
     sink: TileSink<'_>,
 ) {
     let (mr, nr) = (K::MR, K::NR);
-    assert!(mr * nr <= MAX_TILE);
     if rows.is_empty() || n == 0 {
         return;
     }
@@ -369,22 +377,25 @@ pub(crate) fn gemm_packed<K: I8MicroKernel>(
     );
     let elem = std::mem::size_of::<K::Elem>();
     let slivers = n.div_ceil(nr);
-    let per_panel = (B_PANEL_BYTES / (sliver * elem).max(1)).max(1);
-    let mut tile = [0i32; MAX_TILE];
-    let tile = &mut tile[..mr * nr];
+    let per_panel = (B_PANEL_BYTES / (sliver * elem).max(1)).clamp(1, slivers);
+    let ldc = per_panel * nr;
+    let mut strip = vec![0i32; mr * ldc];
 
     for s0 in (0..slivers).step_by(per_panel) {
         let s1 = (s0 + per_panel).min(slivers);
+        let col0 = s0 * nr;
+        let cols = (s1 * nr).min(n) - col0;
         for panel in rows.start / mr..rows.end.div_ceil(mr) {
             let ap = &a[panel * a_panel..][..a_panel];
+            for s in s0..s1 {
+                let c = &mut strip[(s - s0) * nr..];
+                let live = nr.min(n - s * nr);
+                kern.tile(groups, ap, &bpack[s * sliver..][..sliver], c, ldc, live);
+            }
             let first = (panel * mr).max(rows.start);
             let last = (panel * mr + mr).min(rows.end);
-            let skip = (first - panel * mr) * nr;
-            for s in s0..s1 {
-                let col0 = s * nr;
-                kern.tile(groups, ap, &bpack[s * sliver..][..sliver], tile);
-                sink(first, col0, last - first, nr.min(n - col0), &tile[skip..]);
-            }
+            let skip = (first - panel * mr) * ldc;
+            sink(first, col0, last - first, cols, &strip[skip..], ldc);
         }
     }
 }

@@ -551,9 +551,9 @@ fn gemm_raw<K: I8MicroKernel, T: driver::Activation>(
         n,
         b,
         n,
-        &mut |r0, c0, rows, cols, tile| {
+        &mut |r0, c0, rows, cols, sums, ld| {
             for r in 0..rows {
-                let row = &tile[r * K::NR..][..cols];
+                let row = &sums[r * ld..][..cols];
                 let dst = &mut out[(r0 + r) * n + c0..][..cols];
                 for (d, &v) in dst.iter_mut().zip(row) {
                     *d = v.wrapping_add(offsets[r0 + r]);

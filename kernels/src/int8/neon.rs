@@ -50,12 +50,12 @@ impl I8MicroKernel for NeonWidening {
         w as i16
     }
 
-    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32], ldc: usize, _cols: usize) {
         assert!(a.len() >= groups * MR && b.len() >= groups * NR);
-        assert!(c.len() >= MR * NR);
+        assert!(ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: NEON is baseline on aarch64; the asserts bound every read of `a` and `b`
-        // (groups steps of 8 i16 each) and the 64 i32 written to `c`.
-        unsafe { widening_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        // (groups steps of 8 i16 each) and the 8 rows of 8 i32 written to `c` at stride `ldc`.
+        unsafe { widening_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
     }
 }
 
@@ -70,8 +70,8 @@ macro_rules! mlal_row {
 /// c[8 x 8] = A_panel * B_panel over `groups` depth steps.
 ///
 /// # Safety
-/// `a` and `b` valid for `groups * 8` reads, `c` for 64 writes.
-unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32) {
+/// `a` and `b` valid for `groups * 8` reads, `c` for 8 rows of 8 writes at stride `ldc`.
+unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32, ldc: usize) {
     let zero = vdupq_n_s32(0);
     let mut acc = [[zero; 2]; MR];
     for p in 0..groups {
@@ -89,20 +89,21 @@ unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32)
             mlal_row!(acc[7], av, 7, bv);
         }
     }
-    store_8x8(&acc, c);
+    // SAFETY: `c` valid for the tile at stride `ldc` (caller contract).
+    unsafe { store_8x8(&acc, c, ldc) }
 }
 
-/// Writes the accumulators as a row-major 8 x 8 tile.
+/// Writes the accumulators as an 8 x 8 tile with row stride `ldc`.
 ///
 /// # Safety
-/// `c` valid for 64 writes.
+/// `c` valid for 8 rows of 8 writes at stride `ldc`.
 #[inline(always)]
-unsafe fn store_8x8(acc: &[[int32x4_t; 2]; MR], c: *mut i32) {
+unsafe fn store_8x8(acc: &[[int32x4_t; 2]; MR], c: *mut i32, ldc: usize) {
     for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r < 8 is 8 i32 at c + r * 8 (caller contract).
+        // SAFETY: row r < 8 is 8 i32 at c + r * ldc (caller contract).
         unsafe {
-            vst1q_s32(c.add(r * NR), row[0]);
-            vst1q_s32(c.add(r * NR + 4), row[1]);
+            vst1q_s32(c.add(r * ldc), row[0]);
+            vst1q_s32(c.add(r * ldc + 4), row[1]);
         }
     }
 }
@@ -134,13 +135,13 @@ impl I8MicroKernel for NeonDot {
         w
     }
 
-    fn tile(&self, groups: usize, a: &[i8], b: &[i8], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i8], b: &[i8], c: &mut [i32], ldc: usize, _cols: usize) {
         assert!(a.len() >= groups * MR * 4 && b.len() >= groups * NR * 4);
-        assert!(c.len() >= MR * NR);
+        assert!(ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: `self` exists only if the dot-product extension was detected; the asserts
-        // bound every read of `a` and `b` (groups steps of 32 i8 each) and the 64 i32
-        // written to `c`.
-        unsafe { dot_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        // bound every read of `a` and `b` (groups steps of 32 i8 each) and the 8 rows of 8
+        // i32 written to `c` at stride `ldc`.
+        unsafe { dot_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
     }
 }
 
@@ -180,9 +181,9 @@ macro_rules! sdot_rows {
 ///
 /// # Safety
 /// The dot-product extension must be available; `a` and `b` valid for `groups * 32` reads,
-/// `c` for 64 writes.
+/// `c` for 8 rows of 8 writes at stride `ldc`.
 #[target_feature(enable = "dotprod")]
-unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32) {
+unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32, ldc: usize) {
     let zero = vdupq_n_s32(0);
     let mut acc = [[zero; 2]; MR];
     for p in 0..groups {
@@ -200,6 +201,6 @@ unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32) {
         sdot_rows!(acc, 0, a0, b0, b1);
         sdot_rows!(acc, 4, a1, b0, b1);
     }
-    // SAFETY: `c` valid for 64 writes (caller contract).
-    unsafe { store_8x8(&acc, c) }
+    // SAFETY: `c` valid for the tile at stride `ldc` (caller contract).
+    unsafe { store_8x8(&acc, c, ldc) }
 }
