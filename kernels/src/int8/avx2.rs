@@ -124,23 +124,17 @@ impl I8MicroKernel for Avx2I8 {
         let done = match rq.fixed {
             Some(fp) if n >= 8 => {
                 let res = residual.map_or(std::ptr::null(), |r| r.as_ptr().cast::<u8>());
+                let (acc, dst) = (acc.as_ptr(), dst.as_mut_ptr().cast::<u8>());
                 // SAFETY: AVX2 was detected; `acc`, `dst` and (when non-null) `res` hold `n`
-                // elements, and the function touches only the first `n / 8 * 8`; T is one
-                // byte.
+                // elements, and the functions touch only the first `n / 8 * 8`; T is one byte;
+                // `fp.shift` is in 1..=56 by construction of `FixedPoint`.
                 unsafe {
-                    requantize_avx2::<T>(
-                        fp,
-                        acc.as_ptr(),
-                        n / 8,
-                        offset,
-                        res,
-                        zero_point,
-                        lo,
-                        hi,
-                        dst.as_mut_ptr().cast::<u8>(),
-                    )
+                    if fp.shift <= MAX_FLOAT_SHIFT {
+                        requantize_avx2::<T, true>(fp, acc, n, offset, res, zero_point, lo, hi, dst)
+                    } else {
+                        requantize_avx2::<T, false>(fp, acc, n, offset, res, zero_point, lo, hi, dst)
+                    }
                 }
-                n / 8 * 8
             }
             _ => 0,
         };
@@ -208,81 +202,147 @@ unsafe fn round_shift_biased(p: __m256i, bias_and_half: __m256i, shift: __m128i)
     )
 }
 
-/// Eight outputs per step of [`requantize_scalar`], bit for bit, for a channel whose scale has
-/// a [`FixedPoint`] form.
+/// Largest shift for which the f64 form is exact (see [`requantize_avx2`]).
+const MAX_FLOAT_SHIFT: u32 = 43;
+
+/// Requantized values (before the addend) of eight clamped accumulators `a` in f64: exact
+/// products, rounded half to even by `vroundpd`, then converted (exactly, they are integers
+/// well inside i32).
+#[inline(always)]
+unsafe fn requantize8_float(a: __m256i, scale: __m256d) -> __m256i {
+    const NEAREST_EVEN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(a));
+    let hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256::<1>(a));
+    let lo = _mm256_cvtpd_epi32(_mm256_round_pd::<NEAREST_EVEN>(_mm256_mul_pd(lo, scale)));
+    let hi = _mm256_cvtpd_epi32(_mm256_round_pd::<NEAREST_EVEN>(_mm256_mul_pd(hi, scale)));
+    _mm256_set_m128i(hi, lo)
+}
+
+/// Requantized values of eight clamped accumulators `a` in 64-bit integers, plus the low 32
+/// bits of the `2^(62 - shift)` bias of [`round_shift_biased`] (the caller removes it).
+#[inline(always)]
+unsafe fn requantize8_fixed(
+    a: __m256i,
+    mantissa: __m256i,
+    bias_and_half: __m256i,
+    shift: __m128i,
+) -> __m256i {
+    // vpmuldq multiplies the even i32 lanes; shift the odd ones down for the second.
+    let even = _mm256_mul_epi32(a, mantissa);
+    let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), mantissa);
+    let even = round_shift_biased(even, bias_and_half, shift);
+    let odd = round_shift_biased(odd, bias_and_half, shift);
+    _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+}
+
+/// [`requantize_scalar`] over the first `n / 8 * 8` elements, bit for bit, for a channel whose
+/// scale has a [`FixedPoint`] form; returns how many it did.
 ///
 /// Why it is exact: the true accumulator `acc + offset` (wrapping, as in the scalar form) is
-/// clamped to `±acc_limit`, which changes no output (see [`FixedPoint`]); `vpmuldq` forms the
-/// exact 64-bit product with the 24-bit mantissa (`|p| < 2^55`); [`round_shift_biased`]
-/// divides by `2^shift` with round-half-even exactly, and as the clamped quotient is below
-/// 2^24 in magnitude, its low 32 bits less those of the `2^(62 - shift)` bias are the exact
-/// i32 result. The addend and saturation then follow the scalar form, which is free of
-/// overflow there.
+/// clamped to `±acc_limit`, which changes no output (see [`FixedPoint`]), and then
+/// `|acc * mantissa| < 2^(shift + 9) + 2^24`. With `FLOAT` (for `shift <= 43`) that is below
+/// 2^53, so the f64 product of the accumulator and the scale (both exact in f64) is the exact
+/// real product, and `vroundpd` rounds it half to even exactly as the scalar form does. Without
+/// (any shift), `vpmuldq` forms the exact 64-bit product and [`round_shift_biased`] divides by
+/// `2^shift` with round-half-even exactly; the quotient is below 2^24 in magnitude, so its low
+/// 32 bits less those of the bias are the exact i32 result. Either way the addend and the
+/// saturation then follow the scalar form, and nothing overflows.
 ///
 /// # Safety
-/// AVX2 must be available; `acc` and `dst` valid for `steps * 8` elements, `residual` null or
-/// valid for as many; `fp.shift` in 1..=56.
+/// AVX2 must be available; `acc` and `dst` valid for `n` elements, `residual` null or valid
+/// for as many; `fp.shift` in 1..=56, and at most [`MAX_FLOAT_SHIFT`] with `FLOAT`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
-unsafe fn requantize_avx2<T: QuantByte>(
+unsafe fn requantize_avx2<T: QuantByte, const FLOAT: bool>(
     fp: FixedPoint,
     acc: *const i32,
-    steps: usize,
+    n: usize,
     offset: i32,
     residual: *const u8,
     zero_point: i32,
     lo: i32,
     hi: i32,
     dst: *mut u8,
-) {
+) -> usize {
     debug_assert!((1..=FixedPoint::MAX_SHIFT).contains(&fp.shift));
+    debug_assert!(!FLOAT || fp.shift <= MAX_FLOAT_SHIFT);
     let offset = _mm256_set1_epi32(offset);
     let acc_max = _mm256_set1_epi32(fp.acc_limit);
     let acc_min = _mm256_set1_epi32(-fp.acc_limit);
+    // The exact f32 scale, mantissa * 2^-shift.
+    let pow2 = f64::from_bits((1023 - fp.shift as u64) << 52);
+    let scale = _mm256_set1_pd(fp.mantissa as f64 * pow2);
     let mantissa = _mm256_set1_epi64x(fp.mantissa as i64);
     let shift = _mm_cvtsi32_si128(fp.shift as i32);
     let bias_and_half = _mm256_set1_epi64x((1i64 << 62) + (1i64 << (fp.shift - 1)) - 1);
-    // Low 32 bits of the 2^(62 - shift) bias (zero once shift <= 30).
-    let unbias = _mm256_set1_epi32((1u64 << (62 - fp.shift)) as u32 as i32);
-    let zero_point = _mm256_set1_epi32(zero_point);
+    // Minus the low 32 bits of the fixed-point bias (zero once shift <= 30), folded into the
+    // addend so that it costs nothing without a residual.
+    let unbias = if FLOAT {
+        0
+    } else {
+        ((1u64 << (62 - fp.shift)) as u32).wrapping_neg() as i32
+    };
+    let unbias_v = _mm256_set1_epi32(unbias);
+    let zero_point = _mm256_set1_epi32(zero_point.wrapping_add(unbias));
     let lo = _mm256_set1_epi32(lo);
     let hi = _mm256_set1_epi32(hi);
-    for step in 0..steps {
-        // SAFETY: step < steps, so the eight elements at step * 8 are in bounds of `acc`,
-        // `dst` and a non-null `residual` (caller contract).
+    let eight = |at: usize| {
+        // SAFETY: callers pass `at + 8 <= n`, so the eight elements at `at` are in bounds of
+        // `acc` and of a non-null `residual` (caller contract).
         unsafe {
-            let raw = _mm256_loadu_si256(acc.add(step * 8).cast());
-            let a = _mm256_add_epi32(raw, offset);
+            let a = _mm256_add_epi32(_mm256_loadu_si256(acc.add(at).cast()), offset);
             let a = _mm256_min_epi32(_mm256_max_epi32(a, acc_min), acc_max);
-            // vpmuldq multiplies the even i32 lanes; shift the odd ones down for the second.
-            let even = _mm256_mul_epi32(a, mantissa);
-            let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), mantissa);
-            let even = round_shift_biased(even, bias_and_half, shift);
-            let odd = round_shift_biased(odd, bias_and_half, shift);
-            let q = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-            let q = _mm256_sub_epi32(q, unbias);
+            let q = if FLOAT {
+                requantize8_float(a, scale)
+            } else {
+                requantize8_fixed(a, mantissa, bias_and_half, shift)
+            };
             let addend = if residual.is_null() {
                 zero_point
             } else {
-                let bytes = _mm_loadl_epi64(residual.add(step * 8).cast());
-                if T::SIGNED {
+                let bytes = _mm_loadl_epi64(residual.add(at).cast());
+                let res = if T::SIGNED {
                     _mm256_cvtepi8_epi32(bytes)
                 } else {
                     _mm256_cvtepu8_epi32(bytes)
-                }
+                };
+                _mm256_add_epi32(res, unbias_v)
             };
-            let r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, addend), lo), hi);
-            // Values are inside the output type's range, so the saturating packs only narrow.
-            let words =
-                _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
-            let bytes = if T::SIGNED {
-                _mm_packs_epi16(words, words)
-            } else {
-                _mm_packus_epi16(words, words)
-            };
-            _mm_storel_epi64(dst.add(step * 8).cast(), bytes);
+            _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, addend), lo), hi)
         }
+    };
+    // Values are inside the output type's range, so the saturating packs only narrow.
+    let narrow = |words: __m256i| {
+        if T::SIGNED {
+            _mm256_packs_epi16(words, words)
+        } else {
+            _mm256_packus_epi16(words, words)
+        }
+    };
+    let mut at = 0;
+    while at + 16 <= n {
+        let (r0, r1) = (eight(at), eight(at + 8));
+        // Lane-wise packs leave the dwords (four outputs each) as r0 0-3, r1 0-3 | r0 4-7,
+        // r1 4-7; one dword permute puts them in order.
+        let bytes = narrow(_mm256_packs_epi32(r0, r1));
+        let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+        // SAFETY: at + 16 <= n, and `dst` is valid for n bytes.
+        unsafe { _mm_storeu_si128(dst.add(at).cast(), _mm256_castsi256_si128(ordered)) };
+        at += 16;
     }
+    if at + 8 <= n {
+        let r = eight(at);
+        let words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+        let bytes = if T::SIGNED {
+            _mm_packs_epi16(words, words)
+        } else {
+            _mm_packus_epi16(words, words)
+        };
+        // SAFETY: at + 8 <= n, and `dst` is valid for n bytes.
+        unsafe { _mm_storel_epi64(dst.add(at).cast(), bytes) };
+        at += 8;
+    }
+    at
 }
 
 /// c[6 x 8 * VECS] = A_panel * B_panel over `groups` pairs of depth steps, rows at stride

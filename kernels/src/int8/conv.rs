@@ -9,7 +9,7 @@
 
 use super::driver::{
     gemm_packed, pack_b, packed_b_len, Activation, ChannelRequant, I8MicroKernel, PackElem,
-    QuantByte,
+    QuantByte, Scratch,
 };
 use super::{Int8Input, Int8Output, PackedConvWeightsI8, PackedData};
 use crate::generic::tap_range;
@@ -213,9 +213,6 @@ pub(crate) fn conv2d<K: I8MicroKernel, T: Activation, O: OutElem>(
     let offsets: Vec<i32> = (0..g.out_channels)
         .map(|oc| epi.bias[oc].wrapping_add((K::ACT_OFFSET - zx).wrapping_mul(w.weight_sums[oc])))
         .collect();
-    let a_all = K::Elem::unwrap(&w.data);
-    let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
-    let in_hw = g.in_h * g.in_w;
     let pointwise = g.kernel_h == 1
         && g.kernel_w == 1
         && g.stride_h == 1
@@ -240,12 +237,60 @@ pub(crate) fn conv2d<K: I8MicroKernel, T: Activation, O: OutElem>(
         (rows, rows * g.out_w)
     };
     let pad = T::from_biased(zx as u8);
-    let mut col = if pointwise {
-        Vec::new()
-    } else {
-        vec![pad; k * block_cols]
-    };
-    let mut bpack = vec![K::Elem::default(); packed_b_len::<K>(k, block_cols)];
+    let col_len = if pointwise { 0 } else { k * block_cols };
+    T::with_scratch(col_len, |col| {
+        K::Elem::with_scratch(packed_b_len::<K>(k, block_cols), |bpack| {
+            let blocks = Blocks {
+                pointwise,
+                block_rows,
+                block_cols,
+                pad,
+            };
+            gemm_blocks(
+                kern, g, x, w, epi, out, residual, &offsets, &blocks, col, bpack,
+            );
+        })
+    });
+}
+
+/// How a convolution's output columns are cut into packed blocks.
+#[derive(Clone, Copy)]
+struct Blocks<T> {
+    pointwise: bool,
+    /// Output rows per im2col block.
+    block_rows: usize,
+    /// Columns per block (the buffers' size).
+    block_cols: usize,
+    /// The input zero point, which padding taps read.
+    pad: T,
+}
+
+/// The GEMM paths of [`conv2d`], given the scratch buffers `col` (im2col) and `bpack`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_blocks<K: I8MicroKernel, T: Activation, O: OutElem>(
+    kern: &K,
+    g: &Conv2dGeometry,
+    x: &[T],
+    w: &PackedConvWeightsI8,
+    epi: &Epilogue,
+    out: &mut [O],
+    residual: Option<&[O]>,
+    offsets: &[i32],
+    blocks: &Blocks<T>,
+    col: &mut [T],
+    bpack: &mut [K::Elem],
+) {
+    let Blocks {
+        pointwise,
+        block_rows,
+        block_cols,
+        pad,
+    } = *blocks;
+    let out_hw = g.out_h * g.out_w;
+    let in_hw = g.in_h * g.in_w;
+    let k = g.in_channels_per_group() * g.kernel_h * g.kernel_w;
+    let a_all = K::Elem::unwrap(&w.data);
+    let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
     for grp in 0..g.groups {
         let a = &a_all[grp * w.group_stride..][..w.group_stride];
         let xg = &x[grp * cin_g * in_hw..][..cin_g * in_hw];
@@ -269,7 +314,6 @@ pub(crate) fn conv2d<K: I8MicroKernel, T: Activation, O: OutElem>(
                 pack_b(kern, bp, col, n, k, n);
             }
             let bp = &*bp;
-            let offsets = &offsets;
             for_channel_blocks(out_g, cout_g, out_hw, &|first, count, block| {
                 gemm_packed(
                     kern,

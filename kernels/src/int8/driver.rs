@@ -26,7 +26,7 @@ use crate::quant::{FixedPoint, Requantizer};
 const B_PANEL_BYTES: usize = 192 * 1024;
 
 /// An activation element type; kernels see it as the biased u8 `x + OFFSET`.
-pub(crate) trait Activation: Copy + Send + Sync + 'static {
+pub(crate) trait Activation: Scratch {
     /// `biased(x)` is the byte of `x` xor this (one-byte types only).
     const BIAS_XOR: u8;
     fn biased(self) -> u8;
@@ -58,8 +58,41 @@ impl Activation for i8 {
     }
 }
 
+/// Plain integer element types that can live in a reusable per-thread scratch buffer.
+pub(crate) trait Scratch: Copy + Default + Send + Sync + 'static {
+    /// Runs `f` on a buffer of `len` elements of unspecified content (the caller overwrites
+    /// what it reads), reusing this thread's buffer of the type so that repeated convolutions
+    /// neither allocate nor clear their packing buffers.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+macro_rules! scratch_for {
+    ($t:ty, $slot:ident) => {
+        thread_local! {
+            static $slot: std::cell::Cell<Vec<$t>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        impl Scratch for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                // Taking the buffer out (rather than borrowing it) keeps a nested use of the
+                // same type correct: the inner one just gets a fresh buffer.
+                let mut buf = $slot.take();
+                if buf.len() < len {
+                    buf.resize(len, <$t>::default());
+                }
+                let result = f(&mut buf[..len]);
+                $slot.set(buf);
+                result
+            }
+        }
+    };
+}
+
+scratch_for!(u8, SCRATCH_U8);
+scratch_for!(i8, SCRATCH_I8);
+scratch_for!(i16, SCRATCH_I16);
+
 /// A packed operand element type.
-pub(crate) trait PackElem: Copy + Default + Send + Sync + 'static {
+pub(crate) trait PackElem: Scratch {
     fn wrap(v: Vec<Self>) -> super::PackedData;
     fn unwrap(d: &super::PackedData) -> &[Self];
 }
@@ -340,6 +373,10 @@ pub(crate) fn pack_b<K: I8MicroKernel, T: Activation>(
     }
 }
 
+/// Most slivers in one strip: keeps the strip of sums (6 x 256 i32 for AVX2) in L1 for the
+/// epilogue while still amortising its per-row set-up.
+const MAX_STRIP_SLIVERS: usize = 16;
+
 /// The sink of finished sums: `(row0, col0, rows, cols, sums, ld)` with the raw sums of C rows
 /// `row0..row0 + rows`, columns `col0..col0 + cols` at `sums[r * ld + c]`.
 pub(crate) type TileSink<'a> = &'a mut dyn FnMut(usize, usize, usize, usize, &[i32], usize);
@@ -377,7 +414,7 @@ pub(crate) fn gemm_packed<K: I8MicroKernel>(
     );
     let elem = std::mem::size_of::<K::Elem>();
     let slivers = n.div_ceil(nr);
-    let per_panel = (B_PANEL_BYTES / (sliver * elem).max(1)).clamp(1, slivers);
+    let per_panel = (B_PANEL_BYTES / (sliver * elem).max(1)).clamp(1, MAX_STRIP_SLIVERS.min(slivers));
     let ldc = per_panel * nr;
     let mut strip = vec![0i32; mr * ldc];
 
