@@ -129,10 +129,12 @@ impl I8MicroKernel for Avx2I8 {
                 // elements, and the functions touch only the first `n / 8 * 8`; T is one byte;
                 // `fp.shift` is in 1..=56 by construction of `FixedPoint`.
                 unsafe {
-                    if fp.shift <= MAX_FLOAT_SHIFT {
+                    if FLOAT_SHIFTS.contains(&fp.shift) {
                         requantize_avx2::<T, true>(fp, acc, n, offset, res, zero_point, lo, hi, dst)
                     } else {
-                        requantize_avx2::<T, false>(fp, acc, n, offset, res, zero_point, lo, hi, dst)
+                        requantize_avx2::<T, false>(
+                            fp, acc, n, offset, res, zero_point, lo, hi, dst,
+                        )
                     }
                 }
             }
@@ -202,19 +204,19 @@ unsafe fn round_shift_biased(p: __m256i, bias_and_half: __m256i, shift: __m128i)
     )
 }
 
-/// Largest shift for which the f64 form is exact (see [`requantize_avx2`]).
-const MAX_FLOAT_SHIFT: u32 = 43;
+/// The shifts (scales in `[2^-20, 0.5)`, every practical requantization) for which the f64
+/// form is exact without clamping the accumulator (see [`requantize_avx2`]).
+const FLOAT_SHIFTS: std::ops::RangeInclusive<u32> = 25..=43;
 
-/// Requantized values (before the addend) of eight clamped accumulators `a` in f64: exact
-/// products, rounded half to even by `vroundpd`, then converted (exactly, they are integers
-/// well inside i32).
+/// Requantized values (before the addend) of eight accumulators `a` in f64: the product,
+/// rounded half to even by the conversion back to i32 (`vcvtpd2dq` rounds by MXCSR, which Rust
+/// requires to be left at its default, round to nearest even).
 #[inline(always)]
 unsafe fn requantize8_float(a: __m256i, scale: __m256d) -> __m256i {
-    const NEAREST_EVEN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     let lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(a));
     let hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256::<1>(a));
-    let lo = _mm256_cvtpd_epi32(_mm256_round_pd::<NEAREST_EVEN>(_mm256_mul_pd(lo, scale)));
-    let hi = _mm256_cvtpd_epi32(_mm256_round_pd::<NEAREST_EVEN>(_mm256_mul_pd(hi, scale)));
+    let lo = _mm256_cvtpd_epi32(_mm256_mul_pd(lo, scale));
+    let hi = _mm256_cvtpd_epi32(_mm256_mul_pd(hi, scale));
     _mm256_set_m128i(hi, lo)
 }
 
@@ -238,19 +240,26 @@ unsafe fn requantize8_fixed(
 /// [`requantize_scalar`] over the first `n / 8 * 8` elements, bit for bit, for a channel whose
 /// scale has a [`FixedPoint`] form; returns how many it did.
 ///
-/// Why it is exact: the true accumulator `acc + offset` (wrapping, as in the scalar form) is
-/// clamped to `±acc_limit`, which changes no output (see [`FixedPoint`]), and then
-/// `|acc * mantissa| < 2^(shift + 9) + 2^24`. With `FLOAT` (for `shift <= 43`) that is below
-/// 2^53, so the f64 product of the accumulator and the scale (both exact in f64) is the exact
-/// real product, and `vroundpd` rounds it half to even exactly as the scalar form does. Without
-/// (any shift), `vpmuldq` forms the exact 64-bit product and [`round_shift_biased`] divides by
-/// `2^shift` with round-half-even exactly; the quotient is below 2^24 in magnitude, so its low
-/// 32 bits less those of the bias are the exact i32 result. Either way the addend and the
-/// saturation then follow the scalar form, and nothing overflows.
+/// Why it is exact. Both forms start from the true accumulator `acc + offset` (wrapping, as in
+/// the scalar form).
+///
+/// With `FLOAT` (shift in [`FLOAT_SHIFTS`], so `scale < 0.5`): the accumulator and the scale
+/// are exact in f64. If `|acc * mantissa| < 2^53` their f64 product is the exact real product,
+/// and the conversion rounds it half to even as the scalar form does. Otherwise the real
+/// product is at least `2^(53 - shift) >= 1024` in magnitude; f64 rounding is monotonic and
+/// ±1024 are representable, so the computed one is too, and both forms saturate the output
+/// the same way. As `|acc * scale| < 2^30`, the conversion and the addend never overflow.
+///
+/// Without (any shift): the accumulator is clamped to `±acc_limit`, which changes no output
+/// (see [`FixedPoint`]); `vpmuldq` forms the exact 64-bit product with the mantissa and
+/// [`round_shift_biased`] divides by `2^shift` with round-half-even exactly; the quotient is
+/// below 2^24 in magnitude, so its low 32 bits less those of the bias are the exact i32 result.
+///
+/// Either way the addend and the saturation then follow the scalar form.
 ///
 /// # Safety
 /// AVX2 must be available; `acc` and `dst` valid for `n` elements, `residual` null or valid
-/// for as many; `fp.shift` in 1..=56, and at most [`MAX_FLOAT_SHIFT`] with `FLOAT`.
+/// for as many; `fp.shift` in 1..=56, and in [`FLOAT_SHIFTS`] with `FLOAT`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 unsafe fn requantize_avx2<T: QuantByte, const FLOAT: bool>(
@@ -265,7 +274,7 @@ unsafe fn requantize_avx2<T: QuantByte, const FLOAT: bool>(
     dst: *mut u8,
 ) -> usize {
     debug_assert!((1..=FixedPoint::MAX_SHIFT).contains(&fp.shift));
-    debug_assert!(!FLOAT || fp.shift <= MAX_FLOAT_SHIFT);
+    debug_assert!(!FLOAT || FLOAT_SHIFTS.contains(&fp.shift));
     let offset = _mm256_set1_epi32(offset);
     let acc_max = _mm256_set1_epi32(fp.acc_limit);
     let acc_min = _mm256_set1_epi32(-fp.acc_limit);
@@ -291,10 +300,10 @@ unsafe fn requantize_avx2<T: QuantByte, const FLOAT: bool>(
         // `acc` and of a non-null `residual` (caller contract).
         unsafe {
             let a = _mm256_add_epi32(_mm256_loadu_si256(acc.add(at).cast()), offset);
-            let a = _mm256_min_epi32(_mm256_max_epi32(a, acc_min), acc_max);
             let q = if FLOAT {
                 requantize8_float(a, scale)
             } else {
+                let a = _mm256_min_epi32(_mm256_max_epi32(a, acc_min), acc_max);
                 requantize8_fixed(a, mantissa, bias_and_half, shift)
             };
             let addend = if residual.is_null() {

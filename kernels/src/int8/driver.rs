@@ -414,7 +414,8 @@ pub(crate) fn gemm_packed<K: I8MicroKernel>(
     );
     let elem = std::mem::size_of::<K::Elem>();
     let slivers = n.div_ceil(nr);
-    let per_panel = (B_PANEL_BYTES / (sliver * elem).max(1)).clamp(1, MAX_STRIP_SLIVERS.min(slivers));
+    let per_panel =
+        (B_PANEL_BYTES / (sliver * elem).max(1)).clamp(1, MAX_STRIP_SLIVERS.min(slivers));
     let ldc = per_panel * nr;
     let mut strip = vec![0i32; mr * ldc];
 
@@ -478,10 +479,13 @@ pub(crate) mod tests {
             seed ^= seed << 17;
             seed
         };
-        for round in 0..4000 {
-            let scale = match round % 4 {
+        for round in 0..6000 {
+            let scale = match round % 6 {
                 0 => f32::from_bits(next() as u32 & 0x7fff_ffff),
                 1 => f32::from_bits((next() as u32 % 0x0a00_0000) + 0x3000_0000),
+                // [0.25, 1) and [2^-21, 2^-19): the edges of the kernels' fast paths.
+                2 => f32::from_bits((next() as u32 % 0x0100_0000) + 0x3e80_0000),
+                3 => f32::from_bits((next() as u32 % 0x0100_0000) + 0x3500_0000),
                 _ => (next() % 100_000) as f32 * 1e-7,
             };
             if !scale.is_finite() {
