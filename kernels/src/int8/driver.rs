@@ -28,6 +28,7 @@ const B_PANEL_BYTES: usize = 192 * 1024;
 /// An activation element type; kernels see it as the biased u8 `x + OFFSET`.
 pub(crate) trait Activation: Scratch {
     /// `biased(x)` is the byte of `x` xor this (one-byte types only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const BIAS_XOR: u8;
     fn biased(self) -> u8;
     fn from_biased(u: u8) -> Self;

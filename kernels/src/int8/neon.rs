@@ -15,10 +15,15 @@
 //! function compiled for the `dotprod` feature; it only runs when
 //! `is_aarch64_feature_detected!("dotprod")` said so.
 
+//!
+//! Both share a vectorised requantizing epilogue ([`requantize_neon`]): the clamped
+//! fixed-point form of [`FixedPoint`](crate::quant::FixedPoint) with `smull` into 64-bit lanes and a rounding shift
+//! that is half-to-even, four outputs per multiply pair, bit-exact with the scalar form.
+
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::driver::I8MicroKernel;
+use super::driver::{requantize_scalar, ChannelRequant, I8MicroKernel, QuantByte};
 
 const MR: usize = 8;
 const NR: usize = 8;
@@ -56,6 +61,20 @@ impl I8MicroKernel for NeonWidening {
         // SAFETY: NEON is baseline on aarch64; the asserts bound every read of `a` and `b`
         // (groups steps of 8 i16 each) and the 8 rows of 8 i32 written to `c` at stride `ldc`.
         unsafe { widening_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
+    }
+
+    fn requantize<T: QuantByte>(
+        &self,
+        rq: &ChannelRequant,
+        acc: &[i32],
+        offset: i32,
+        residual: Option<&[T]>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+        dst: &mut [T],
+    ) {
+        requantize_neon(rq, acc, offset, residual, zero_point, lo, hi, dst);
     }
 }
 
@@ -143,6 +162,20 @@ impl I8MicroKernel for NeonDot {
         // i32 written to `c` at stride `ldc`.
         unsafe { dot_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
     }
+
+    fn requantize<T: QuantByte>(
+        &self,
+        rq: &ChannelRequant,
+        acc: &[i32],
+        offset: i32,
+        residual: Option<&[T]>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+        dst: &mut [T],
+    ) {
+        requantize_neon(rq, acc, offset, residual, zero_point, lo, hi, dst);
+    }
 }
 
 /// `$acc += sdot($b, lane $lane of $a)`: each i32 lane i of the accumulator gains the dot
@@ -203,4 +236,111 @@ unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32, ldc: u
     }
     // SAFETY: `c` valid for the tile at stride `ldc` (caller contract).
     unsafe { store_8x8(&acc, c, ldc) }
+}
+
+/// [`requantize_scalar`] with eight outputs per step where the channel's scale has a
+/// [`FixedPoint`](crate::quant::FixedPoint) form, bit for bit.
+///
+/// Why it is exact: the true accumulator `acc + offset` (wrapping, as in the scalar form) is
+/// clamped to `±acc_limit`, which changes no output (see
+/// [`FixedPoint`](crate::quant::FixedPoint)); `smull` forms the
+/// exact 64-bit product with the 24-bit mantissa; adding `2^(shift-1) - 1` plus the bit that
+/// the arithmetic shift brings to the units place, then shifting, divides by `2^shift` rounding
+/// half to even (a tie goes up exactly when the truncated quotient is odd); the quotient is
+/// below 2^24 in magnitude, so narrowing it to i32 is exact. The addend and the saturation then
+/// follow the scalar form.
+#[allow(clippy::too_many_arguments)]
+fn requantize_neon<T: QuantByte>(
+    rq: &ChannelRequant,
+    acc: &[i32],
+    offset: i32,
+    residual: Option<&[T]>,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+    dst: &mut [T],
+) {
+    let n = acc.len();
+    assert_eq!(dst.len(), n);
+    if let Some(res) = residual {
+        assert_eq!(res.len(), n);
+    }
+    let Some(fp) = rq.fixed else {
+        return requantize_scalar(rq, acc, offset, residual, zero_point, lo, hi, dst);
+    };
+    let steps = n / 8;
+    let res_ptr = residual.map(|r| r.as_ptr().cast::<u8>());
+    let (acc_ptr, dst_ptr) = (acc.as_ptr(), dst.as_mut_ptr().cast::<u8>());
+    // SAFETY: Advanced SIMD is baseline on aarch64; every access is to the eight elements at
+    // step * 8 < steps * 8 <= n of `acc`, `dst` and the residual, all `n` long (asserted); T is
+    // one byte.
+    unsafe {
+        let offset = vdupq_n_s32(offset);
+        let acc_max = vdupq_n_s32(fp.acc_limit);
+        let acc_min = vdupq_n_s32(-fp.acc_limit);
+        let mantissa = vdupq_n_s32(fp.mantissa);
+        let down = vdupq_n_s64(-(fp.shift as i64));
+        let half_less_one = vdupq_n_s64((1i64 << (fp.shift - 1)) - 1);
+        let one = vdupq_n_s64(1);
+        let zero_point = vdupq_n_s32(zero_point);
+        let lo = vdupq_n_s32(lo);
+        let hi = vdupq_n_s32(hi);
+        let round = |p: int64x2_t| {
+            let parity = vandq_s64(vshlq_s64(p, down), one);
+            vshlq_s64(vaddq_s64(vaddq_s64(p, half_less_one), parity), down)
+        };
+        let four = |a: int32x4_t, addend: int32x4_t| {
+            let a = vminq_s32(vmaxq_s32(vaddq_s32(a, offset), acc_min), acc_max);
+            let p_lo = vmull_s32(vget_low_s32(a), vget_low_s32(mantissa));
+            let p_hi = vmull_high_s32(a, mantissa);
+            let q = vcombine_s32(vmovn_s64(round(p_lo)), vmovn_s64(round(p_hi)));
+            vminq_s32(vmaxq_s32(vaddq_s32(q, addend), lo), hi)
+        };
+        for step in 0..steps {
+            let at = step * 8;
+            let (add0, add1) = match res_ptr {
+                None => (zero_point, zero_point),
+                Some(res) => {
+                    let bytes = vld1_u8(res.add(at));
+                    let words = if T::SIGNED {
+                        vmovl_s8(vreinterpret_s8_u8(bytes))
+                    } else {
+                        vreinterpretq_s16_u16(vmovl_u8(bytes))
+                    };
+                    (vmovl_s16(vget_low_s16(words)), vmovl_high_s16(words))
+                }
+            };
+            let r0 = four(vld1q_s32(acc_ptr.add(at)), add0);
+            let r1 = four(vld1q_s32(acc_ptr.add(at + 4)), add1);
+            // In range for the output type, so keeping the low byte of each is exact.
+            let words = vcombine_s16(vmovn_s32(r0), vmovn_s32(r1));
+            vst1_u8(dst_ptr.add(at), vreinterpret_u8_s8(vmovn_s16(words)));
+        }
+    }
+    let done = steps * 8;
+    if done < n {
+        requantize_scalar(
+            rq,
+            &acc[done..],
+            offset,
+            residual.map(|r| &r[done..]),
+            zero_point,
+            lo,
+            hi,
+            &mut dst[done..],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_requantize_matches_scalar() {
+        super::super::driver::tests::requantize_matches_scalar(&NeonWidening::new());
+        if let Some(kern) = NeonDot::new() {
+            super::super::driver::tests::requantize_matches_scalar(&kern);
+        }
+    }
 }
