@@ -419,6 +419,20 @@ fn im2col_rows<T: Activation>(
                 let dx = (kx * g.dilation_w) as isize - g.pad_left as isize;
                 let cols = tap_range(g.out_w, g.in_w, g.stride_w, dx);
                 let dst = col_rows.next().expect("col has k rows");
+                if g.stride_h == 1 && g.stride_w == 1 && g.in_w == g.out_w && !cols.is_empty() {
+                    shifted_plane_rows(
+                        g,
+                        in_ch,
+                        pad,
+                        rows.clone(),
+                        &valid_rows,
+                        &cols,
+                        dy,
+                        dx,
+                        dst,
+                    );
+                    continue;
+                }
                 for (oy, d) in rows.clone().zip(dst.chunks_exact_mut(g.out_w)) {
                     if !valid_rows.contains(&oy) || cols.is_empty() {
                         d.fill(pad);
@@ -439,6 +453,50 @@ fn im2col_rows<T: Activation>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// One im2col row of a stride-1 tap when input and output rows have the same width: the tap
+/// reads the input plane shifted by `dy` rows and `dx` columns, so the valid output rows are
+/// one contiguous copy of the input (a few small copies per output row would cost more than
+/// the products on small feature maps), after which the columns that fall in the left or
+/// right padding, which the copy filled from the neighbouring input row, are reset to `pad`.
+#[allow(clippy::too_many_arguments)]
+fn shifted_plane_rows<T: Activation>(
+    g: &Conv2dGeometry,
+    in_ch: &[T],
+    pad: T,
+    rows: std::ops::Range<usize>,
+    valid_rows: &std::ops::Range<usize>,
+    cols: &std::ops::Range<usize>,
+    dy: isize,
+    dx: isize,
+    dst: &mut [T],
+) {
+    let w = g.out_w;
+    let first = rows.start.max(valid_rows.start).min(rows.end);
+    let last = rows.end.min(valid_rows.end).max(first);
+    dst[..(first - rows.start) * w].fill(pad);
+    dst[(last - rows.start) * w..].fill(pad);
+    if first == last {
+        return;
+    }
+    let body = &mut dst[(first - rows.start) * w..(last - rows.start) * w];
+    // Input index of body[0]; the run may start one row's shift before the plane or end after
+    // it, and those elements are padding columns anyway.
+    let start = (first as isize + dy) * g.in_w as isize + dx;
+    let lo = (-start).max(0) as usize;
+    let hi = body
+        .len()
+        .min((in_ch.len() as isize - start).max(0) as usize);
+    if lo < hi {
+        body[lo..hi].copy_from_slice(&in_ch[(start + lo as isize) as usize..][..hi - lo]);
+    }
+    if cols.start > 0 || cols.end < w {
+        for row in body.chunks_exact_mut(w) {
+            row[..cols.start].fill(pad);
+            row[cols.end..].fill(pad);
         }
     }
 }
