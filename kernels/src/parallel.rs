@@ -20,13 +20,13 @@ pub fn current_threads() -> usize {
 }
 
 /// Calls `f(first_channel, channels, block)` for disjoint blocks of whole channels of `out`
-/// (`channels` channels of `channel_len` floats each), in parallel when the current pool has
+/// (`channels` channels of `channel_len` elements each), in parallel when the current pool has
 /// more than one thread and there is enough work to share.
-pub(crate) fn for_channel_blocks(
-    out: &mut [f32],
+pub(crate) fn for_channel_blocks<T: Send>(
+    out: &mut [T],
     channels: usize,
     channel_len: usize,
-    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+    f: &(dyn Fn(usize, usize, &mut [T]) + Sync),
 ) {
     debug_assert_eq!(out.len(), channels * channel_len);
     let tasks = current_threads().min(channels / MIN_CHANNELS_PER_TASK);

@@ -97,11 +97,55 @@ impl Requantizer {
         rounded.clamp(i32::MIN as i64, i32::MAX as i64) as i32
     }
 
+    /// The fixed-point form for vector kernels, or `None` for the scales it does not cover
+    /// (zero, or outside `2^-33 ..= 2^23` or so: `shift` must be in `1..=56`); kernels fall
+    /// back to [`Requantizer::apply_saturating`] for those.
+    pub fn fixed_point(&self) -> Option<FixedPoint> {
+        if self.mantissa == 0 || self.exponent >= 0 || -self.exponent > FixedPoint::MAX_SHIFT as i32
+        {
+            return None;
+        }
+        let shift = (-self.exponent) as u32;
+        // apply(acc) >= 384 exactly when acc * mantissa >= 383.5 * 2^shift (383.5 is a tie
+        // and rounds to the even 384), and rounding half to even is odd-symmetric, so the
+        // same bound serves the negative side.
+        let threshold = 767u128 << (shift - 1);
+        let limit = threshold.div_ceil(self.mantissa as u128);
+        Some(FixedPoint {
+            mantissa: self.mantissa as i32,
+            shift,
+            acc_limit: limit.min(i32::MAX as u128) as i32,
+        })
+    }
+
     /// `apply(acc) + offset` saturated to `lo..=hi`, with the sum formed without overflow.
     #[inline]
     pub fn apply_saturating(&self, acc: i32, offset: i32, lo: i32, hi: i32) -> i32 {
         (self.apply(acc) as i64 + offset as i64).clamp(lo as i64, hi as i64) as i32
     }
+}
+
+/// The integer requantization in the form vector kernels use: multiply by `mantissa`, shift
+/// right by `shift` rounding half to even, for accumulators first clamped to
+/// `-acc_limit..=acc_limit`.
+///
+/// The clamp is what lets a kernel keep only the low 32 bits of the shifted product: an
+/// accumulator at `acc_limit` already rounds to at least 384 in magnitude, and every output
+/// (u8 or i8, zero point or residual addend in -128..=255) saturates from there on, so the
+/// clamp never changes a final output, and inside it `|acc * mantissa| < 2^(shift + 9) +
+/// 2^24`, whose shifted value fits comfortably in an i32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedPoint {
+    pub mantissa: i32,
+    pub shift: u32,
+    pub acc_limit: i32,
+}
+
+impl FixedPoint {
+    /// Largest `shift` the vector forms support (the scalar [`Requantizer`] gives 0 beyond 56).
+    pub const MAX_SHIFT: u32 = 56;
+    /// Smallest requantized magnitude that saturates every u8/i8 output whatever its addend.
+    pub const SATURATING: i64 = 384;
 }
 
 #[cfg(test)]
@@ -204,6 +248,31 @@ mod tests {
             let acc = (next() as i32) >> 3;
             check(acc, scale);
         }
+    }
+
+    /// The clamp of [`FixedPoint`] sits exactly where the requantized value reaches 384.
+    #[test]
+    fn fixed_point_limit_is_the_saturation_edge() {
+        for scale in [1.0f32, 0.5, 0.1, 1.0 / 3.0, 7.3e-4, 2.5e-5, 1e-9, 3e5, 1.5] {
+            let r = Requantizer::new(scale);
+            let fp = r.fixed_point().expect("ordinary scale");
+            let limit = fp.acc_limit;
+            if limit < i32::MAX {
+                assert!(r.apply(limit) as i64 >= FixedPoint::SATURATING, "{scale}");
+                assert!(r.apply(-limit) as i64 <= -FixedPoint::SATURATING, "{scale}");
+            }
+            assert!(
+                (r.apply(limit - 1) as i64) < FixedPoint::SATURATING,
+                "{scale}"
+            );
+            assert!(
+                (r.apply(-limit + 1) as i64) > -FixedPoint::SATURATING,
+                "{scale}"
+            );
+        }
+        assert_eq!(Requantizer::new(0.0).fixed_point(), None);
+        assert_eq!(Requantizer::new(1e30).fixed_point(), None);
+        assert_eq!(Requantizer::new(1e-40).fixed_point(), None);
     }
 
     #[test]

@@ -398,6 +398,62 @@ fn relu_and_residual_by_hand() {
     }
 }
 
+/// Output channels are split across the pool's threads; every thread count must give the
+/// same bits (and the reference's), for pointwise, im2col, grouped and depthwise paths, with
+/// channel counts that leave a partial register tile in some thread's share.
+#[test]
+fn thread_count_does_not_change_a_bit() {
+    let shapes = [
+        geometry(64, 70, 1, (15, 17), (1, 1), 1, 0, 1).unwrap(),
+        geometry(40, 53, 1, (11, 9), (3, 3), 1, 1, 1).unwrap(),
+        geometry(16, 48, 2, (7, 7), (3, 3), 2, 1, 1).unwrap(),
+        geometry(1, 1, 50, (13, 11), (3, 3), 1, 1, 1).unwrap(),
+        geometry(300, 64, 1, (7, 7), (3, 3), 1, 1, 1).unwrap(),
+    ];
+    for (i, g) in shapes.into_iter().enumerate() {
+        for out in [OutKind::U8, OutKind::I8, OutKind::F32] {
+            let mut case = Case::random(g, 100 + i as u64);
+            case.out = out;
+            case.residual = Some(
+                (0..g.out_channels * g.out_h * g.out_w)
+                    .map(|j| (j * 37 % 251) as u8)
+                    .collect(),
+            );
+            case.check();
+            for kernel in Int8Kernel::available() {
+                let packed =
+                    pack_conv_weights_i8_with(kernel, &case.g, &case.weights, &case.w_scales);
+                let run_on = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        case.run(|o| {
+                            conv2d_i8(
+                                &case.g,
+                                case.input(),
+                                &packed,
+                                case.bias.as_deref(),
+                                case.relu,
+                                o,
+                            )
+                        })
+                    })
+                };
+                let one = run_on(1);
+                for threads in [2, 3] {
+                    assert!(
+                        run_on(threads) == one,
+                        "{kernel}: {threads} threads differ from 1 on {}",
+                        case.describe()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn layer_like_shapes() {
     // Pointwise (input is the B operand), a strided 1x1 through im2col, a ResNet-like 3x3 and

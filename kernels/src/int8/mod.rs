@@ -418,7 +418,9 @@ fn pack_groups<K: I8MicroKernel>(
 /// `x_scale * w_scale[oc]`; output: [out_channels, out_h, out_w] (overwritten). Pointwise
 /// convolutions run as one GEMM per group on the input itself, depthwise ones directly, and
 /// everything else as im2col (padded with the input zero point) into the packed GEMM, all on
-/// the micro-kernel the weights were packed for.
+/// the micro-kernel the weights were packed for. Output channels are split across the threads
+/// of the current rayon pool (run it inside `ThreadPool::install` to choose the count); the
+/// result is bitwise the same at any thread count.
 pub fn conv2d_i8(
     g: &Conv2dGeometry,
     input: Int8Input<'_>,
@@ -442,11 +444,36 @@ pub fn conv2d_i8(
         assert_eq!(len, out_len, "conv2d_i8: residual length");
     }
     let zx = input.biased_zero_point();
-    let mut epilogue = conv::Epilogue::new(&input, weights, bias, relu, output);
-    with_i8_kernel!(weights.kernel, |kern| match input.data {
-        QuantizedData::U8(x) => conv::conv2d(kern, g, x, zx, weights, &mut epilogue),
-        QuantizedData::I8(x) => conv::conv2d(kern, g, x, zx, weights, &mut epilogue),
+    let epilogue = conv::Epilogue::new(&input, weights, bias, relu, &output);
+    with_i8_kernel!(weights.kernel, |kern| match output {
+        Int8Output::U8 { data, residual, .. } => {
+            conv_on(kern, g, &input, zx, weights, &epilogue, data, residual)
+        }
+        Int8Output::I8 { data, residual, .. } => {
+            conv_on(kern, g, &input, zx, weights, &epilogue, data, residual)
+        }
+        Int8Output::F32 { data, residual } => {
+            conv_on(kern, g, &input, zx, weights, &epilogue, data, residual)
+        }
     })
+}
+
+/// [`conv2d_i8`] once the kernel and the output type are known.
+#[allow(clippy::too_many_arguments)]
+fn conv_on<K: I8MicroKernel, O: conv::OutElem>(
+    kern: &K,
+    g: &Conv2dGeometry,
+    input: &Int8Input<'_>,
+    zx: i32,
+    weights: &PackedConvWeightsI8,
+    epilogue: &conv::Epilogue,
+    out: &mut [O],
+    residual: Option<&[O]>,
+) {
+    match input.data {
+        QuantizedData::U8(x) => conv::conv2d(kern, g, x, zx, weights, epilogue, out, residual),
+        QuantizedData::I8(x) => conv::conv2d(kern, g, x, zx, weights, epilogue, out, residual),
+    }
 }
 
 /// out[i, j] = sum_p a[i, p] * (b[p, j] - b_zero_point): the exact i32 product of an [m, k]
@@ -524,9 +551,9 @@ fn gemm_raw<K: I8MicroKernel, T: driver::Activation>(
         n,
         b,
         n,
-        &mut |r0, c0, rows, cols, tile| {
+        &mut |r0, c0, rows, cols, sums, ld| {
             for r in 0..rows {
-                let row = &tile[r * K::NR..][..cols];
+                let row = &sums[r * ld..][..cols];
                 let dst = &mut out[(r0 + r) * n + c0..][..cols];
                 for (d, &v) in dst.iter_mut().zip(row) {
                     *d = v.wrapping_add(offsets[r0 + r]);

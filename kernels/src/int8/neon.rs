@@ -15,10 +15,15 @@
 //! function compiled for the `dotprod` feature; it only runs when
 //! `is_aarch64_feature_detected!("dotprod")` said so.
 
+//!
+//! Both share a vectorised requantizing epilogue ([`requantize_neon`]): the clamped
+//! fixed-point form of [`FixedPoint`](crate::quant::FixedPoint) with `smull` into 64-bit lanes and a rounding shift
+//! that is half-to-even, four outputs per multiply pair, bit-exact with the scalar form.
+
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::driver::I8MicroKernel;
+use super::driver::{requantize_scalar, ChannelRequant, I8MicroKernel, QuantByte};
 
 const MR: usize = 8;
 const NR: usize = 8;
@@ -50,12 +55,26 @@ impl I8MicroKernel for NeonWidening {
         w as i16
     }
 
-    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32], ldc: usize, _cols: usize) {
         assert!(a.len() >= groups * MR && b.len() >= groups * NR);
-        assert!(c.len() >= MR * NR);
+        assert!(ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: NEON is baseline on aarch64; the asserts bound every read of `a` and `b`
-        // (groups steps of 8 i16 each) and the 64 i32 written to `c`.
-        unsafe { widening_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        // (groups steps of 8 i16 each) and the 8 rows of 8 i32 written to `c` at stride `ldc`.
+        unsafe { widening_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
+    }
+
+    fn requantize<T: QuantByte>(
+        &self,
+        rq: &ChannelRequant,
+        acc: &[i32],
+        offset: i32,
+        residual: Option<&[T]>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+        dst: &mut [T],
+    ) {
+        requantize_neon(rq, acc, offset, residual, zero_point, lo, hi, dst);
     }
 }
 
@@ -70,8 +89,8 @@ macro_rules! mlal_row {
 /// c[8 x 8] = A_panel * B_panel over `groups` depth steps.
 ///
 /// # Safety
-/// `a` and `b` valid for `groups * 8` reads, `c` for 64 writes.
-unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32) {
+/// `a` and `b` valid for `groups * 8` reads, `c` for 8 rows of 8 writes at stride `ldc`.
+unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32, ldc: usize) {
     let zero = vdupq_n_s32(0);
     let mut acc = [[zero; 2]; MR];
     for p in 0..groups {
@@ -89,20 +108,21 @@ unsafe fn widening_8x8(groups: usize, a: *const i16, b: *const i16, c: *mut i32)
             mlal_row!(acc[7], av, 7, bv);
         }
     }
-    store_8x8(&acc, c);
+    // SAFETY: `c` valid for the tile at stride `ldc` (caller contract).
+    unsafe { store_8x8(&acc, c, ldc) }
 }
 
-/// Writes the accumulators as a row-major 8 x 8 tile.
+/// Writes the accumulators as an 8 x 8 tile with row stride `ldc`.
 ///
 /// # Safety
-/// `c` valid for 64 writes.
+/// `c` valid for 8 rows of 8 writes at stride `ldc`.
 #[inline(always)]
-unsafe fn store_8x8(acc: &[[int32x4_t; 2]; MR], c: *mut i32) {
+unsafe fn store_8x8(acc: &[[int32x4_t; 2]; MR], c: *mut i32, ldc: usize) {
     for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r < 8 is 8 i32 at c + r * 8 (caller contract).
+        // SAFETY: row r < 8 is 8 i32 at c + r * ldc (caller contract).
         unsafe {
-            vst1q_s32(c.add(r * NR), row[0]);
-            vst1q_s32(c.add(r * NR + 4), row[1]);
+            vst1q_s32(c.add(r * ldc), row[0]);
+            vst1q_s32(c.add(r * ldc + 4), row[1]);
         }
     }
 }
@@ -134,13 +154,27 @@ impl I8MicroKernel for NeonDot {
         w
     }
 
-    fn tile(&self, groups: usize, a: &[i8], b: &[i8], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i8], b: &[i8], c: &mut [i32], ldc: usize, _cols: usize) {
         assert!(a.len() >= groups * MR * 4 && b.len() >= groups * NR * 4);
-        assert!(c.len() >= MR * NR);
+        assert!(ldc >= NR && c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: `self` exists only if the dot-product extension was detected; the asserts
-        // bound every read of `a` and `b` (groups steps of 32 i8 each) and the 64 i32
-        // written to `c`.
-        unsafe { dot_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        // bound every read of `a` and `b` (groups steps of 32 i8 each) and the 8 rows of 8
+        // i32 written to `c` at stride `ldc`.
+        unsafe { dot_8x8(groups, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc) }
+    }
+
+    fn requantize<T: QuantByte>(
+        &self,
+        rq: &ChannelRequant,
+        acc: &[i32],
+        offset: i32,
+        residual: Option<&[T]>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+        dst: &mut [T],
+    ) {
+        requantize_neon(rq, acc, offset, residual, zero_point, lo, hi, dst);
     }
 }
 
@@ -180,9 +214,9 @@ macro_rules! sdot_rows {
 ///
 /// # Safety
 /// The dot-product extension must be available; `a` and `b` valid for `groups * 32` reads,
-/// `c` for 64 writes.
+/// `c` for 8 rows of 8 writes at stride `ldc`.
 #[target_feature(enable = "dotprod")]
-unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32) {
+unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32, ldc: usize) {
     let zero = vdupq_n_s32(0);
     let mut acc = [[zero; 2]; MR];
     for p in 0..groups {
@@ -200,6 +234,113 @@ unsafe fn dot_8x8(groups: usize, a: *const i8, b: *const i8, c: *mut i32) {
         sdot_rows!(acc, 0, a0, b0, b1);
         sdot_rows!(acc, 4, a1, b0, b1);
     }
-    // SAFETY: `c` valid for 64 writes (caller contract).
-    unsafe { store_8x8(&acc, c) }
+    // SAFETY: `c` valid for the tile at stride `ldc` (caller contract).
+    unsafe { store_8x8(&acc, c, ldc) }
+}
+
+/// [`requantize_scalar`] with eight outputs per step where the channel's scale has a
+/// [`FixedPoint`](crate::quant::FixedPoint) form, bit for bit.
+///
+/// Why it is exact: the true accumulator `acc + offset` (wrapping, as in the scalar form) is
+/// clamped to `±acc_limit`, which changes no output (see
+/// [`FixedPoint`](crate::quant::FixedPoint)); `smull` forms the
+/// exact 64-bit product with the 24-bit mantissa; adding `2^(shift-1) - 1` plus the bit that
+/// the arithmetic shift brings to the units place, then shifting, divides by `2^shift` rounding
+/// half to even (a tie goes up exactly when the truncated quotient is odd); the quotient is
+/// below 2^24 in magnitude, so narrowing it to i32 is exact. The addend and the saturation then
+/// follow the scalar form.
+#[allow(clippy::too_many_arguments)]
+fn requantize_neon<T: QuantByte>(
+    rq: &ChannelRequant,
+    acc: &[i32],
+    offset: i32,
+    residual: Option<&[T]>,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+    dst: &mut [T],
+) {
+    let n = acc.len();
+    assert_eq!(dst.len(), n);
+    if let Some(res) = residual {
+        assert_eq!(res.len(), n);
+    }
+    let Some(fp) = rq.fixed else {
+        return requantize_scalar(rq, acc, offset, residual, zero_point, lo, hi, dst);
+    };
+    let steps = n / 8;
+    let res_ptr = residual.map(|r| r.as_ptr().cast::<u8>());
+    let (acc_ptr, dst_ptr) = (acc.as_ptr(), dst.as_mut_ptr().cast::<u8>());
+    // SAFETY: Advanced SIMD is baseline on aarch64; every access is to the eight elements at
+    // step * 8 < steps * 8 <= n of `acc`, `dst` and the residual, all `n` long (asserted); T is
+    // one byte.
+    unsafe {
+        let offset = vdupq_n_s32(offset);
+        let acc_max = vdupq_n_s32(fp.acc_limit);
+        let acc_min = vdupq_n_s32(-fp.acc_limit);
+        let mantissa = vdupq_n_s32(fp.mantissa);
+        let down = vdupq_n_s64(-(fp.shift as i64));
+        let half_less_one = vdupq_n_s64((1i64 << (fp.shift - 1)) - 1);
+        let one = vdupq_n_s64(1);
+        let zero_point = vdupq_n_s32(zero_point);
+        let lo = vdupq_n_s32(lo);
+        let hi = vdupq_n_s32(hi);
+        let round = |p: int64x2_t| {
+            let parity = vandq_s64(vshlq_s64(p, down), one);
+            vshlq_s64(vaddq_s64(vaddq_s64(p, half_less_one), parity), down)
+        };
+        let four = |a: int32x4_t, addend: int32x4_t| {
+            let a = vminq_s32(vmaxq_s32(vaddq_s32(a, offset), acc_min), acc_max);
+            let p_lo = vmull_s32(vget_low_s32(a), vget_low_s32(mantissa));
+            let p_hi = vmull_high_s32(a, mantissa);
+            let q = vcombine_s32(vmovn_s64(round(p_lo)), vmovn_s64(round(p_hi)));
+            vminq_s32(vmaxq_s32(vaddq_s32(q, addend), lo), hi)
+        };
+        for step in 0..steps {
+            let at = step * 8;
+            let (add0, add1) = match res_ptr {
+                None => (zero_point, zero_point),
+                Some(res) => {
+                    let bytes = vld1_u8(res.add(at));
+                    let words = if T::SIGNED {
+                        vmovl_s8(vreinterpret_s8_u8(bytes))
+                    } else {
+                        vreinterpretq_s16_u16(vmovl_u8(bytes))
+                    };
+                    (vmovl_s16(vget_low_s16(words)), vmovl_high_s16(words))
+                }
+            };
+            let r0 = four(vld1q_s32(acc_ptr.add(at)), add0);
+            let r1 = four(vld1q_s32(acc_ptr.add(at + 4)), add1);
+            // In range for the output type, so keeping the low byte of each is exact.
+            let words = vcombine_s16(vmovn_s32(r0), vmovn_s32(r1));
+            vst1_u8(dst_ptr.add(at), vreinterpret_u8_s8(vmovn_s16(words)));
+        }
+    }
+    let done = steps * 8;
+    if done < n {
+        requantize_scalar(
+            rq,
+            &acc[done..],
+            offset,
+            residual.map(|r| &r[done..]),
+            zero_point,
+            lo,
+            hi,
+            &mut dst[done..],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_requantize_matches_scalar() {
+        super::super::driver::tests::requantize_matches_scalar(&NeonWidening::new());
+        if let Some(kern) = NeonDot::new() {
+            super::super::driver::tests::requantize_matches_scalar(&kern);
+        }
+    }
 }

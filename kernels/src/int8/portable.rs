@@ -27,7 +27,7 @@ impl I8MicroKernel for Portable {
         w as i16
     }
 
-    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
+    fn tile(&self, groups: usize, a: &[i16], b: &[i16], c: &mut [i32], ldc: usize, _cols: usize) {
         assert!(a.len() >= groups * MR * KU && b.len() >= groups * NR * KU);
         let mut acc = [[0i32; NR]; MR];
         for (ap, bp) in a
@@ -44,8 +44,8 @@ impl I8MicroKernel for Portable {
                 }
             }
         }
-        for (dst, row) in c[..MR * NR].chunks_exact_mut(NR).zip(&acc) {
-            dst.copy_from_slice(row);
+        for (r, row) in acc.iter().enumerate() {
+            c[r * ldc..][..NR].copy_from_slice(row);
         }
     }
 }
