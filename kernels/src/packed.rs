@@ -59,9 +59,20 @@ pub(crate) trait MicroKernel: Sync {
     /// Columns of B packed per panel (a multiple of NR; the B panel stays in L3).
     const NC: usize;
 
-    /// C[0..MR, 0..NR] += alpha * sum_p a[p * MR + i] * b[p * NR + j], with C(i, j) at
-    /// `c[i * ldc + j]`. Panics if the slices are too short.
-    fn tile(&self, kc: usize, a: &[f32], b: &[f32], alpha: f32, c: &mut [f32], ldc: usize);
+    /// C[0..MR, 0..NR] += alpha * sum_p a[p * MR + i] * b[p * ldb + j], with C(i, j) at
+    /// `c[i * ldc + j]`. `ldb` is NR for a packed B sliver, or the row stride of a B whose
+    /// rows are read in place. Panics if the slices are too short.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        alpha: f32,
+        c: &mut [f32],
+        ldc: usize,
+    );
 
     /// y[j] += alpha * sum_p x[p] * b[j * ldb + p] for j in 0..y.len() (rows of b are dot
     /// products with x).
@@ -239,12 +250,228 @@ fn gemm_packed<K: MicroKernel>(
                             let origin = i0 * c_rs + j0 * c_cs;
                             if rows == mr && cols == nr && c_cs == 1 {
                                 let tile = &mut c[origin..origin + (mr - 1) * c_rs + nr];
-                                kern.tile(kc, ap, bp, alpha, tile, c_rs);
+                                kern.tile(kc, ap, bp, nr, alpha, tile, c_rs);
                             } else {
                                 edge_tile(
-                                    kern, kc, ap, bp, alpha, c, origin, c_rs, c_cs, rows, cols,
+                                    kern, kc, ap, bp, nr, alpha, c, origin, c_rs, c_cs, rows, cols,
                                 );
                             }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Weights packed once into panels of `width` output channels over the whole depth `k`:
+/// channel `t * width + r` at depth `p` is `data[t * width * k + p * width + r]`, and lanes past
+/// the last channel are zero. A depth block `p0..p0 + kc` of a panel is therefore one
+/// contiguous run of `kc * width` floats, which is exactly a micro-kernel operand panel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WeightPanels<'a> {
+    pub data: &'a [f32],
+    pub width: usize,
+    pub k: usize,
+}
+
+impl<'a> WeightPanels<'a> {
+    /// Floats that `rows` channels of depth `k` take in panels of `width`.
+    pub fn len(rows: usize, k: usize, width: usize) -> usize {
+        rows.div_ceil(width) * width * k
+    }
+
+    /// Packs `rows` channels given row-major (`weights[c * k + p]`) into `dst`, which must
+    /// hold [`WeightPanels::len`] floats.
+    pub fn pack(dst: &mut [f32], weights: &[f32], rows: usize, k: usize, width: usize) {
+        assert_eq!(dst.len(), Self::len(rows, k, width));
+        assert_eq!(weights.len(), rows * k);
+        if rows > 0 && k > 0 {
+            pack_block(dst, width, weights, 0, k, 1, 0, rows, k);
+        }
+    }
+
+    /// Depth block `p0..p0 + kc` of panel `t`.
+    fn block(&self, t: usize, p0: usize, kc: usize) -> &'a [f32] {
+        &self.data[t * self.width * self.k + p0 * self.width..][..kc * self.width]
+    }
+}
+
+/// C[m x n] += W * X for the prepacked weight rows `first..first + m` (`first` a multiple of
+/// the panel width), a strided k x n X and a row-major C with row stride `ldc`.
+///
+/// With `weights_left` the panels are the micro-kernel's A operand (width MR) and X is its B;
+/// otherwise the product runs as C^T = X^T W^T, the panels being B (width NR) and the packed
+/// X^T rows (output positions) A, which wastes fewer lanes when n is small. Every output is
+/// the same sequence of fused multiply-adds either way (depth blocks from the same
+/// [`balanced_block`] split, each summed from zero and then added to C), so the orientation
+/// changes speed, never results.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_prepacked<K: MicroKernel>(
+    kern: &K,
+    weights: WeightPanels<'_>,
+    weights_left: bool,
+    first: usize,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let k = weights.k;
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let width = if weights_left { K::MR } else { K::NR };
+    assert_eq!(
+        weights.width, width,
+        "packed gemm: weights packed for another tile"
+    );
+    assert_eq!(first % width, 0, "packed gemm: rows start inside a panel");
+    assert!(
+        weights.data.len() >= WeightPanels::len(first + m, k, width),
+        "packed gemm: weights out of bounds"
+    );
+    x.assert_fits(k, n, "x");
+    MatRef::new(c, ldc, 1).assert_fits(m, n, "c");
+    let weights = WeightPanels {
+        data: &weights.data[first * k..],
+        ..weights
+    };
+    if weights_left {
+        gemm_weights_left(kern, weights, m, n, x, c, ldc);
+    } else {
+        gemm_weights_right(kern, weights, m, n, x, c, ldc);
+    }
+}
+
+/// [`gemm_prepacked`] as C = W X: W panels are A, X is B. B slivers are read in place when X's
+/// rows are contiguous (each KC x NR sliver is reused from L1 by every A panel, so copying it
+/// first would only add a pass over X); only a ragged last sliver is packed, zero-padded.
+fn gemm_weights_left<K: MicroKernel>(
+    kern: &K,
+    w: WeightPanels<'_>,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr, k) = (K::MR, K::NR, w.k);
+    let kc_max = balanced_block(k, K::KC, 8);
+    let mc_max = balanced_block(m, K::MC, mr);
+    let nc_max = balanced_block(n, K::NC, nr);
+    let in_place = x.cs == 1;
+
+    PACK_BUFFERS.with(|cell| {
+        let mut owned = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let bbuf = match guard.as_deref_mut() {
+            Ok((_, bbuf)) => bbuf,
+            Err(_) => &mut owned,
+        };
+        let packed_cols = if in_place {
+            nr
+        } else {
+            nc_max.next_multiple_of(nr)
+        };
+        let bpack = aligned_mut(bbuf, packed_cols * kc_max);
+
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            let slivers = nc.div_ceil(nr);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
+                // Columns of this block that come from `bpack` rather than from X in place.
+                let packed_from = if in_place {
+                    let full = nc / nr * nr;
+                    if full < nc {
+                        let tail = &mut bpack[..nr * kc];
+                        pack_block(tail, nr, x.data, pc, kc, x.rs, jc + full, nc - full, 1);
+                    }
+                    full
+                } else {
+                    let block = &mut bpack[..slivers * nr * kc];
+                    pack_block(block, nr, x.data, pc, kc, x.rs, jc, nc, x.cs);
+                    0
+                };
+                for ic in (0..m).step_by(mc_max) {
+                    let mc = mc_max.min(m - ic);
+                    for tj in 0..slivers {
+                        let j0 = jc + tj * nr;
+                        let cols = nr.min(jc + nc - j0);
+                        let (bp, ldb) = if tj * nr < packed_from {
+                            (&x.data[pc * x.rs + j0..], x.rs)
+                        } else {
+                            let s = (tj * nr - packed_from) / nr;
+                            (&bpack[s * nr * kc..(s + 1) * nr * kc], nr)
+                        };
+                        for ti in 0..mc.div_ceil(mr) {
+                            let i0 = ic + ti * mr;
+                            let rows = mr.min(ic + mc - i0);
+                            let ap = w.block(i0 / mr, pc, kc);
+                            let origin = i0 * ldc + j0;
+                            if rows == mr && cols == nr {
+                                let tile = &mut c[origin..origin + (mr - 1) * ldc + nr];
+                                kern.tile(kc, ap, bp, ldb, 1.0, tile, ldc);
+                            } else {
+                                edge_tile(
+                                    kern, kc, ap, bp, ldb, 1.0, c, origin, ldc, 1, rows, cols,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`gemm_prepacked`] as C^T = X^T W^T: X^T (output positions by depth) is packed into A
+/// panels of MR positions, the W panels are B, and each tile lands transposed in C.
+fn gemm_weights_right<K: MicroKernel>(
+    kern: &K,
+    w: WeightPanels<'_>,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr, k) = (K::MR, K::NR, w.k);
+    let kc_max = balanced_block(k, K::KC, 8);
+    // Rows of the computed product are output positions, columns are channels.
+    let mc_max = balanced_block(n, K::MC, mr);
+    let nc_max = balanced_block(m, K::NC, nr);
+
+    PACK_BUFFERS.with(|cell| {
+        let mut owned = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let abuf = match guard.as_deref_mut() {
+            Ok((abuf, _)) => abuf,
+            Err(_) => &mut owned,
+        };
+        let apack = aligned_mut(abuf, mc_max.next_multiple_of(mr) * kc_max);
+
+        for jc in (0..m).step_by(nc_max) {
+            let nc = nc_max.min(m - jc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
+                for ic in (0..n).step_by(mc_max) {
+                    let mc = mc_max.min(n - ic);
+                    let ablock = &mut apack[..mc.div_ceil(mr) * mr * kc];
+                    // Lines are output positions (stride x.cs), depth runs down X's rows.
+                    pack_block(ablock, mr, x.data, pc, kc, x.rs, ic, mc, x.cs);
+                    for tj in 0..nc.div_ceil(nr) {
+                        let j0 = jc + tj * nr;
+                        let cols = nr.min(jc + nc - j0);
+                        let bp = w.block(j0 / nr, pc, kc);
+                        for (ti, ap) in ablock.chunks_exact(mr * kc).enumerate() {
+                            let i0 = ic + ti * mr;
+                            let rows = mr.min(ic + mc - i0);
+                            // C^T(i, j) is C(j, i) = c[j * ldc + i].
+                            let origin = i0 + j0 * ldc;
+                            edge_tile(kern, kc, ap, bp, nr, 1.0, c, origin, 1, ldc, rows, cols);
                         }
                     }
                 }
@@ -261,6 +488,7 @@ fn edge_tile<K: MicroKernel>(
     kc: usize,
     ap: &[f32],
     bp: &[f32],
+    ldb: usize,
     alpha: f32,
     c: &mut [f32],
     origin: usize,
@@ -280,7 +508,7 @@ fn edge_tile<K: MicroKernel>(
                 tmp[i * nr + j] = v;
             }
         }
-        kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
+        kern.tile(kc, ap, bp, ldb, alpha, &mut tmp[..mr * nr], nr);
         for j in 0..cols {
             let col = &mut c[origin + j * c_cs..][..mr];
             for (i, v) in col.iter_mut().enumerate() {
@@ -294,7 +522,7 @@ fn edge_tile<K: MicroKernel>(
             tmp[i * nr + j] = c[origin + i * c_rs + j * c_cs];
         }
     }
-    kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
+    kern.tile(kc, ap, bp, ldb, alpha, &mut tmp[..mr * nr], nr);
     for i in 0..rows {
         for j in 0..cols {
             c[origin + i * c_rs + j * c_cs] = tmp[i * nr + j];
