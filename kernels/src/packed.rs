@@ -74,6 +74,10 @@ pub(crate) trait MicroKernel: Sync {
         ldc: usize,
     );
 
+    /// Hints the cache to fetch `data`, which the next tiles will read. Does nothing unless
+    /// the ISA overrides it.
+    fn prefetch(&self, _data: &[f32]) {}
+
     /// y[j] += alpha * sum_p x[p] * b[j * ldb + p] for j in 0..y.len() (rows of b are dot
     /// products with x).
     fn gemv_dot(&self, x: &[f32], b: &[f32], ldb: usize, alpha: f32, y: &mut [f32]) {
@@ -345,9 +349,11 @@ pub(crate) fn gemm_prepacked<K: MicroKernel>(
     }
 }
 
-/// [`gemm_prepacked`] as C = W X: W panels are A, X is B. B slivers are read in place when X's
-/// rows are contiguous (each KC x NR sliver is reused from L1 by every A panel, so copying it
-/// first would only add a pass over X); only a ragged last sliver is packed, zero-padded.
+/// [`gemm_prepacked`] as C = W X: W panels are A, X is B. When X's rows are contiguous its
+/// KC x NR slivers are read in place, each staying in L1 while the A panels of a block run
+/// over it: packing them, whether a whole B block ahead (written out to L2 or L3 and read
+/// back) or one sliver at a time, measured slower, most for the short depths of 1x1 layers.
+/// A ragged last sliver, or an X with strided rows, is packed one sliver at a time.
 fn gemm_weights_left<K: MicroKernel>(
     kern: &K,
     w: WeightPanels<'_>,
@@ -370,44 +376,24 @@ fn gemm_weights_left<K: MicroKernel>(
             Ok((_, bbuf)) => bbuf,
             Err(_) => &mut owned,
         };
-        let packed_cols = if in_place {
-            nr
-        } else {
-            nc_max.next_multiple_of(nr)
-        };
-        let bpack = aligned_mut(bbuf, packed_cols * kc_max);
+        let sliver = aligned_mut(bbuf, nr * kc_max);
 
         for jc in (0..n).step_by(nc_max) {
             let nc = nc_max.min(n - jc);
-            let slivers = nc.div_ceil(nr);
             for pc in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - pc);
-                // Columns of this block that come from `bpack` rather than from X in place.
-                let packed_from = if in_place {
-                    let full = nc / nr * nr;
-                    if full < nc {
-                        let tail = &mut bpack[..nr * kc];
-                        pack_block(tail, nr, x.data, pc, kc, x.rs, jc + full, nc - full, 1);
-                    }
-                    full
-                } else {
-                    let block = &mut bpack[..slivers * nr * kc];
-                    pack_block(block, nr, x.data, pc, kc, x.rs, jc, nc, x.cs);
-                    0
-                };
                 for ic in (0..m).step_by(mc_max) {
                     let mc = mc_max.min(m - ic);
-                    for tj in 0..slivers {
-                        let j0 = jc + tj * nr;
+                    for j0 in (jc..jc + nc).step_by(nr) {
                         let cols = nr.min(jc + nc - j0);
-                        let (bp, ldb) = if tj * nr < packed_from {
+                        let (bp, ldb) = if in_place && cols == nr {
                             (&x.data[pc * x.rs + j0..], x.rs)
                         } else {
-                            let s = (tj * nr - packed_from) / nr;
-                            (&bpack[s * nr * kc..(s + 1) * nr * kc], nr)
+                            let bp = &mut sliver[..nr * kc];
+                            pack_block(bp, nr, x.data, pc, kc, x.rs, j0, cols, x.cs);
+                            (&*bp, nr)
                         };
-                        for ti in 0..mc.div_ceil(mr) {
-                            let i0 = ic + ti * mr;
+                        for i0 in (ic..ic + mc).step_by(mr) {
                             let rows = mr.min(ic + mc - i0);
                             let ap = w.block(i0 / mr, pc, kc);
                             let origin = i0 * ldc + j0;
@@ -427,8 +413,18 @@ fn gemm_weights_left<K: MicroKernel>(
     });
 }
 
+thread_local! {
+    /// The transposed output block of [`gemm_weights_right`], reused across calls.
+    static TRANSPOSED_C: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 /// [`gemm_prepacked`] as C^T = X^T W^T: X^T (output positions by depth) is packed into A
-/// panels of MR positions, the W panels are B, and each tile lands transposed in C.
+/// panels of MR positions and the W panels are B.
+///
+/// The product accumulates in a row-major copy of C^T padded to whole tiles, so that every
+/// tile is a full, unit-stride one: C is transposed in once and out once per call instead of
+/// being gathered and scattered through every tile of every depth block. Each output still
+/// receives the same additions in the same order.
 fn gemm_weights_right<K: MicroKernel>(
     kern: &K,
     w: WeightPanels<'_>,
@@ -443,41 +439,91 @@ fn gemm_weights_right<K: MicroKernel>(
     // Rows of the computed product are output positions, columns are channels.
     let mc_max = balanced_block(n, K::MC, mr);
     let nc_max = balanced_block(m, K::NC, nr);
+    let (n_pad, m_pad) = (n.next_multiple_of(mr), m.next_multiple_of(nr));
 
-    PACK_BUFFERS.with(|cell| {
-        let mut owned = Vec::new();
-        let mut guard = cell.try_borrow_mut();
-        let abuf = match guard.as_deref_mut() {
-            Ok((abuf, _)) => abuf,
-            Err(_) => &mut owned,
+    TRANSPOSED_C.with(|ct_cell| {
+        let mut owned_ct = Vec::new();
+        let mut ct_guard = ct_cell.try_borrow_mut();
+        let ct_buf = match ct_guard.as_deref_mut() {
+            Ok(buf) => buf,
+            Err(_) => &mut owned_ct,
         };
-        let apack = aligned_mut(abuf, mc_max.next_multiple_of(mr) * kc_max);
+        let ct = aligned_mut(ct_buf, n_pad * m_pad);
+        transpose_into(c, ldc, m, n, ct, m_pad);
 
-        for jc in (0..m).step_by(nc_max) {
-            let nc = nc_max.min(m - jc);
-            for pc in (0..k).step_by(kc_max) {
-                let kc = kc_max.min(k - pc);
-                for ic in (0..n).step_by(mc_max) {
-                    let mc = mc_max.min(n - ic);
-                    let ablock = &mut apack[..mc.div_ceil(mr) * mr * kc];
-                    // Lines are output positions (stride x.cs), depth runs down X's rows.
-                    pack_block(ablock, mr, x.data, pc, kc, x.rs, ic, mc, x.cs);
-                    for tj in 0..nc.div_ceil(nr) {
-                        let j0 = jc + tj * nr;
-                        let cols = nr.min(jc + nc - j0);
-                        let bp = w.block(j0 / nr, pc, kc);
-                        for (ti, ap) in ablock.chunks_exact(mr * kc).enumerate() {
-                            let i0 = ic + ti * mr;
-                            let rows = mr.min(ic + mc - i0);
-                            // C^T(i, j) is C(j, i) = c[j * ldc + i].
-                            let origin = i0 + j0 * ldc;
-                            edge_tile(kern, kc, ap, bp, nr, 1.0, c, origin, 1, ldc, rows, cols);
+        PACK_BUFFERS.with(|cell| {
+            let mut owned = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let abuf = match guard.as_deref_mut() {
+                Ok((abuf, _)) => abuf,
+                Err(_) => &mut owned,
+            };
+            let apack = aligned_mut(abuf, mc_max.next_multiple_of(mr) * kc_max);
+
+            for jc in (0..m).step_by(nc_max) {
+                let nc = nc_max.min(m - jc);
+                for pc in (0..k).step_by(kc_max) {
+                    let kc = kc_max.min(k - pc);
+                    for ic in (0..n).step_by(mc_max) {
+                        let mc = mc_max.min(n - ic);
+                        let ablock = &mut apack[..mc.div_ceil(mr) * mr * kc];
+                        // Lines are output positions (stride x.cs), depth runs down X's rows.
+                        pack_block(ablock, mr, x.data, pc, kc, x.rs, ic, mc, x.cs);
+                        let tiles = mc.div_ceil(mr);
+                        for j0 in (jc..jc + nc).step_by(nr) {
+                            let bp = w.block(j0 / nr, pc, kc);
+                            // The weight panels stream from memory once per call (each is
+                            // used by only the few position tiles), so fetch the next one
+                            // while this one is reused from L1, a slice per tile.
+                            let next = if j0 + nr < jc + nc {
+                                w.block(j0 / nr + 1, pc, kc)
+                            } else {
+                                &[]
+                            };
+                            let slice = next.len().div_ceil(tiles);
+                            for (ti, ap) in ablock.chunks_exact(mr * kc).enumerate() {
+                                if !next.is_empty() {
+                                    let from = (ti * slice).min(next.len());
+                                    kern.prefetch(&next[from..(from + slice).min(next.len())]);
+                                }
+                                let origin = (ic + ti * mr) * m_pad + j0;
+                                let tile = &mut ct[origin..origin + (mr - 1) * m_pad + nr];
+                                kern.tile(kc, ap, bp, nr, 1.0, tile, m_pad);
+                            }
                         }
                     }
                 }
             }
-        }
+        });
+        transpose_from(ct, m_pad, m, n, c, ldc);
     });
+}
+
+/// ct[i * ldt + j] = c[j * ldc + i] for the `rows x cols` matrix c (rows are channels here).
+fn transpose_into(c: &[f32], ldc: usize, rows: usize, cols: usize, ct: &mut [f32], ldt: usize) {
+    // Eight rows at a time: eight sequential read streams, one contiguous write per column.
+    for j0 in (0..rows).step_by(8) {
+        let height = 8.min(rows - j0);
+        for i in 0..cols {
+            let dst = &mut ct[i * ldt + j0..][..height];
+            for (jj, d) in dst.iter_mut().enumerate() {
+                *d = c[(j0 + jj) * ldc + i];
+            }
+        }
+    }
+}
+
+/// c[j * ldc + i] = ct[i * ldt + j], the inverse of [`transpose_into`].
+fn transpose_from(ct: &[f32], ldt: usize, rows: usize, cols: usize, c: &mut [f32], ldc: usize) {
+    for j0 in (0..rows).step_by(8) {
+        let height = 8.min(rows - j0);
+        for i in 0..cols {
+            let src = &ct[i * ldt + j0..][..height];
+            for (jj, &v) in src.iter().enumerate() {
+                c[(j0 + jj) * ldc + i] = v;
+            }
+        }
+    }
 }
 
 /// A partial (or non-unit column stride) tile: gather C into a scratch tile, run the full

@@ -55,6 +55,13 @@ impl MicroKernel for Avx2Fma {
         unsafe { kernel_6x16(kc, a.as_ptr(), b.as_ptr(), ldb, alpha, c.as_mut_ptr(), ldc) }
     }
 
+    fn prefetch(&self, data: &[f32]) {
+        for line in data.chunks(16) {
+            // SAFETY: prefetch is only a hint and never faults; the address is in `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) }
+        }
+    }
+
     fn gemv_dot(&self, x: &[f32], b: &[f32], ldb: usize, alpha: f32, y: &mut [f32]) {
         let k = x.len();
         if let Some(last) = y.len().checked_sub(1) {
