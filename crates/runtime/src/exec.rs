@@ -36,16 +36,19 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// Runs `op` on `inputs`, writing its result, of shape `out_shape`, to `out`.
+/// Runs `op` on `inputs`, writing its result, of shape `out_shape`, to `out`. A convolution
+/// uses `packed_weights`, its constant weights packed when the session was created, when
+/// given and fitting.
 pub(crate) fn execute(
     op: &Op,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
 ) -> ExecResult {
     let x = inputs[0];
     match op {
-        Op::Conv(attrs) => conv(attrs, inputs, out_shape, out),
+        Op::Conv(attrs) => conv(attrs, inputs, packed_weights, out_shape, out),
         Op::Pool(attrs) => pool(attrs, x, out_shape, out),
         Op::GlobalAveragePool => {
             let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -160,11 +163,38 @@ fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
 fn conv(
     attrs: &ConvAttrs,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
 ) -> ExecResult {
     let (x, weights, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
+        return Err("strides and dilations must be positive".into());
+    }
+    let geometry = conv_geometry(attrs, x.shape(), out_shape);
     let (n, c, h, w) = nchw(x.shape());
+    let packed = packed_weights.filter(|p| p.fits(&geometry));
+    let bias = bias.map(|b| b.data());
+    let out_len: usize = out_shape[1..].iter().product();
+    let mut dst = out.chunks_mut(out_len.max(1));
+    for src in chunks(x.data(), c * h * w, n) {
+        let dst = dst.next().expect("one output image per input image");
+        match packed {
+            Some(packed) => k::conv2d_f32_packed(&geometry, src, packed, bias, dst),
+            None => k::conv2d_f32(&geometry, src, weights.data(), bias, dst),
+        }
+    }
+    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), out_shape, out)
+}
+
+/// The kernel geometry of a convolution with input shape `x_shape` ([n, c, h, w]) and output
+/// shape `out_shape`.
+pub(crate) fn conv_geometry(
+    attrs: &ConvAttrs,
+    x_shape: &[usize],
+    out_shape: &[usize],
+) -> k::Conv2dGeometry {
+    let (_, c, h, w) = nchw(x_shape);
     let (begin, _) = resolve_padding(
         &attrs.padding,
         [h, w],
@@ -172,7 +202,7 @@ fn conv(
         attrs.strides,
         attrs.dilations,
     );
-    let geometry = k::Conv2dGeometry {
+    k::Conv2dGeometry {
         in_channels: c,
         in_h: h,
         in_w: w,
@@ -188,17 +218,7 @@ fn conv(
         pad_top: begin[0],
         pad_left: begin[1],
         groups: attrs.groups,
-    };
-    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
-        return Err("strides and dilations must be positive".into());
     }
-    let out_len: usize = out_shape[1..].iter().product();
-    let mut dst = out.chunks_mut(out_len.max(1));
-    for src in chunks(x.data(), c * h * w, n) {
-        let dst = dst.next().expect("one output image per input image");
-        k::conv2d_f32(&geometry, src, weights.data(), bias.map(|b| b.data()), dst);
-    }
-    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), out_shape, out)
 }
 
 /// The fused tail of a convolution, on its finished output: `act(out + residual)`.
