@@ -77,9 +77,9 @@ impl Conv2dGeometry {
     pub(crate) fn problem(&self) -> Option<&'static str> {
         if self.groups == 0 {
             Some("groups must be > 0")
-        } else if self.in_channels % self.groups != 0 {
+        } else if !self.in_channels.is_multiple_of(self.groups) {
             Some("groups must divide in_channels")
-        } else if self.out_channels % self.groups != 0 {
+        } else if !self.out_channels.is_multiple_of(self.groups) {
             Some("groups must divide out_channels")
         } else if self.stride_h == 0 || self.stride_w == 0 {
             Some("strides must be > 0")
