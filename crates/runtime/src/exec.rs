@@ -412,9 +412,7 @@ fn conv_max_pool_in_bands(
                 fresh.resize(out_c * new_rows.len() * conv_w, 0.0);
                 let bias = bias.map(|b| b.data());
                 match packed_weights.filter(|p| p.fits(&geometry)) {
-                    Some(packed) => {
-                        k::conv2d_f32_packed(&geometry, src, packed, bias, &mut fresh)
-                    }
+                    Some(packed) => k::conv2d_f32_packed(&geometry, src, packed, bias, &mut fresh),
                     None => k::conv2d_f32(&geometry, src, weights.data(), bias, &mut fresh),
                 }
                 if let Some(activation) = attrs.epilogue.activation {

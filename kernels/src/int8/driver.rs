@@ -226,6 +226,11 @@ impl QuantByte for i8 {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChannelRequant {
     pub(crate) scalar: Requantizer,
+    // Only the AVX2 and aarch64 NEON epilogues read it; armv7 runs the scalar form.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fixed: Option<FixedPoint>,
 }
 
