@@ -356,8 +356,8 @@ fn pack_conv_weights(graph: &Graph) -> Vec<Option<k::PackedConvWeights<'static>>
             ]
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d));
-            let shape_ok = geometry.in_channels % geometry.groups == 0
-                && geometry.out_channels % geometry.groups == 0
+            let shape_ok = geometry.in_channels.is_multiple_of(geometry.groups)
+                && geometry.out_channels.is_multiple_of(geometry.groups)
                 && weights_len == Some(weights.data().len());
             if !shape_ok {
                 return None;
