@@ -226,6 +226,11 @@ impl QuantByte for i8 {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChannelRequant {
     pub(crate) scalar: Requantizer,
+    /// Read by the vector epilogues (AVX2, NEON); armv7 runs only the scalar form.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fixed: Option<FixedPoint>,
 }
 
