@@ -9,6 +9,7 @@
 //! [`model_file`] skips a test (with a note) when one is missing, unless
 //! `KESTREL_REQUIRE_MODELS=1` asks for missing models to be failures.
 
+pub mod fuzz_checks;
 pub mod naive;
 pub mod onnx_builder;
 pub mod oracle;

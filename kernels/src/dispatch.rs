@@ -14,7 +14,8 @@ pub enum Isa {
     Generic,
     /// x86_64 AVX2 + FMA packed GEMM.
     Avx2Fma,
-    /// aarch64 Advanced SIMD packed GEMM.
+    /// Advanced SIMD (NEON) packed GEMM: on aarch64, where it is baseline, and on 32-bit ARM
+    /// when the CPU reports it (the armv7 target's baseline has no NEON).
     Neon,
 }
 
@@ -36,8 +37,7 @@ impl Isa {
         match self {
             Isa::Generic => true,
             Isa::Avx2Fma => avx2_fma_detected(),
-            // Advanced SIMD is part of the aarch64 baseline.
-            Isa::Neon => cfg!(target_arch = "aarch64"),
+            Isa::Neon => neon_detected(),
         }
     }
 
@@ -68,6 +68,22 @@ fn avx2_fma_detected() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_fma_detected() -> bool {
+    false
+}
+
+// Advanced SIMD is part of the aarch64 baseline.
+#[cfg(target_arch = "aarch64")]
+fn neon_detected() -> bool {
+    true
+}
+
+#[cfg(target_arch = "arm")]
+fn neon_detected() -> bool {
+    crate::armv7::neon_detected()
+}
+
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+fn neon_detected() -> bool {
     false
 }
 

@@ -8,36 +8,46 @@
 //! tuned per-ISA kernels are tested against.
 //!
 //! [`gemm_f32`] and [`conv2d_f32`] at the crate root dispatch at run time to a packed GEMM
-//! with a hand-written micro-kernel (AVX2+FMA on x86_64, NEON on aarch64) or to the generic
+//! with a hand-written micro-kernel (AVX2+FMA on x86_64, NEON on aarch64 and on 32-bit ARM
+//! CPUs that have it) or to the generic
 //! versions; see [`selected_isa`]. The `*_with` variants run one named implementation.
 //!
 //! [`int8`] holds the quantized convolution and GEMM (packed micro-kernels for AVX2, NEON with
 //! and without the dot-product instructions, and portable Rust), [`quant`] the requantization
 //! arithmetic they share with their references.
 
+#[cfg(target_arch = "arm")]
+mod armv7;
 mod dispatch;
 pub mod generic;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-// 32-bit ARM has no packed micro-kernel yet and runs the generic kernels, so the packed
-// driver and the peak loop are compiled there but unused.
+// Architectures without a packed micro-kernel run the generic kernels, so the packed driver
+// and the peak loop are compiled there but unused.
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
     allow(dead_code, unused_variables, unreachable_code)
 )]
 mod packed;
 mod parallel;
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
     allow(dead_code, unused_variables, unreachable_code)
 )]
 mod peak;
 pub mod quant;
+// The vector bodies are instantiated only where an ISA implements them.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_imports)
+)]
+mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-// The crate-root `gemm_f32` and `conv2d_f32` below shadow the generic ones from this glob.
+// The crate-root `gemm_f32`, `conv2d_f32` and the kernels from `simd` shadow the generic ones
+// from this glob.
 pub use dispatch::{choose_isa, selected_isa, Isa, KERNELS_ENV};
 pub use generic::*;
 pub use int8::{
@@ -46,6 +56,10 @@ pub use int8::{
 };
 pub use parallel::current_threads;
 pub use peak::fma_peak_gmacs;
+pub use simd::{
+    avg_pool2d_f32, avg_pool2d_f32_with, global_avg_pool_f32, global_avg_pool_f32_with, lrn_f32,
+    lrn_f32_with, max_pool2d_f32, max_pool2d_f32_with, softmax_f32, softmax_f32_with,
+};
 
 use packed::{MatRef, MicroKernel};
 
@@ -65,6 +79,11 @@ macro_rules! with_kernel {
                 let $k = &neon::Neon::new().unwrap_or_else(|| unavailable(Isa::Neon));
                 $body
             }
+            #[cfg(target_arch = "arm")]
+            Isa::Neon => {
+                let $k = &armv7::NeonArmv7::new().unwrap_or_else(|| unavailable(Isa::Neon));
+                $body
+            }
             #[allow(unreachable_patterns)]
             other => unavailable(other),
         }
@@ -72,7 +91,7 @@ macro_rules! with_kernel {
 }
 
 #[cold]
-fn unavailable(isa: Isa) -> ! {
+pub(crate) fn unavailable(isa: Isa) -> ! {
     panic!("kestrel-kernels: {isa} kernels are not available on this machine")
 }
 
@@ -172,7 +191,7 @@ pub fn conv2d_f32_with(
 }
 
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
     allow(dead_code)
 )]
 fn conv2d_packed<K: MicroKernel>(

@@ -18,6 +18,9 @@ pub fn fma_peak_gmacs(isa: Isa, budget: Duration) -> Option<f64> {
         Isa::Avx2Fma => |iters| unsafe { avx2_fma_loop(iters) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon_fma_loop,
+        // SAFETY: `is_available` confirmed NEON above.
+        #[cfg(target_arch = "arm")]
+        Isa::Neon => |iters| unsafe { armv7_mla_loop(iters) },
         #[allow(unreachable_patterns)]
         _ => return None,
     };
@@ -86,4 +89,76 @@ fn neon_fma_loop(iters: u64) -> (u64, f32) {
         }
         (iters * 16 * 4, vgetq_lane_f32::<0>(sum))
     }
+}
+
+/// `iters` rounds of 12 independent 4-lane `vmla.f32` (the instruction the armv7 micro-kernel
+/// uses); returns (MACs done, a value to keep alive).
+///
+/// # Safety
+/// The CPU must have NEON.
+#[cfg(target_arch = "arm")]
+unsafe fn armv7_mla_loop(iters: u64) -> (u64, f32) {
+    let mut sink = 0.0f32;
+    // The asm takes a 32-bit count; split longer runs.
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(u32::MAX as u64) as u32;
+        let mut out = [0.0f32; 4];
+        // SAFETY: NEON is present (caller contract); the only memory written is `out` (4
+        // floats). x * 1e-7 added to 1 stays finite and normal however long the loop runs.
+        // Every NEON register used is declared clobbered (d8-d15 explicitly, the rest via the
+        // ABI's caller-saved set).
+        unsafe {
+            std::arch::asm!(
+                ".fpu neon",
+                "vmov.f32 q0, #1.0",
+                "vmov.f32 q4, #1.0",
+                "vmov.f32 q5, #1.0",
+                "vmov.f32 q6, #1.0",
+                "vmov.f32 q7, #1.0",
+                "vmov.f32 q8, #1.0",
+                "vmov.f32 q9, #1.0",
+                "vmov.f32 q10, #1.0",
+                "vmov.f32 q11, #1.0",
+                "vmov.f32 q12, #1.0",
+                "vmov.f32 q13, #1.0",
+                "vmov.f32 q14, #1.0",
+                "vmov.f32 q15, #1.0",
+                "vdup.32 q1, {tiny}",
+                "1:",
+                "vmla.f32 q4, q0, q1",
+                "vmla.f32 q5, q0, q1",
+                "vmla.f32 q6, q0, q1",
+                "vmla.f32 q7, q0, q1",
+                "vmla.f32 q8, q0, q1",
+                "vmla.f32 q9, q0, q1",
+                "vmla.f32 q10, q0, q1",
+                "vmla.f32 q11, q0, q1",
+                "vmla.f32 q12, q0, q1",
+                "vmla.f32 q13, q0, q1",
+                "vmla.f32 q14, q0, q1",
+                "vmla.f32 q15, q0, q1",
+                "subs r0, r0, #1",
+                "bne 1b",
+                "vadd.f32 q4, q4, q15",
+                "vst1.32 {{d8, d9}}, [{out}]",
+                inout("r0") n => _,
+                tiny = in(reg) std::hint::black_box(1e-7f32).to_bits(),
+                out = in(reg) out.as_mut_ptr(),
+                out("d8") _,
+                out("d9") _,
+                out("d10") _,
+                out("d11") _,
+                out("d12") _,
+                out("d13") _,
+                out("d14") _,
+                out("d15") _,
+                clobber_abi("C"),
+                options(nostack),
+            );
+        }
+        sink += out[0];
+        left -= n as u64;
+    }
+    (iters * 12 * 4, sink)
 }

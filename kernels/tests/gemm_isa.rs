@@ -182,6 +182,10 @@ fn simd_isa_is_available_where_the_cpu_has_it() {
     }
     #[cfg(target_arch = "aarch64")]
     assert!(Isa::available().contains(&Isa::Neon));
+    // Every 32-bit ARM board these tests run on (the Cortex-A7/A53/A72 Pis, qemu's
+    // Cortex-A15) has NEON, so its absence here means run-time detection is broken.
+    #[cfg(target_arch = "arm")]
+    assert!(Isa::available().contains(&Isa::Neon));
     assert_eq!(Isa::available().last(), Some(&Isa::Generic));
 }
 

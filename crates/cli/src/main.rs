@@ -2,14 +2,23 @@
 //! any supported graph.
 //!
 //! Each subcommand lives in its own module under `commands/`; this file only parses the command
-//! line, sets up logging and turns errors into one line on standard error.
+//! line, sets up logging and turns errors into one line on standard error and an exit status:
+//!
+//! | status | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | bad input: a file, model, image, label file or option value that cannot be used |
+//! | 2 | usage error: the command line does not parse (clap's status) |
+//! | 70 | internal error: a bug in kestrel (a panic, or a broken invariant), never the input's fault |
 
 mod commands;
+mod internal;
 mod labels;
 mod model;
 mod npy;
 mod preprocess;
 
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,20 +64,42 @@ enum Command {
     Bench(commands::bench::Args),
 }
 
+/// Exit status for bad input: files, models, images, labels, option values.
+const EXIT_BAD_INPUT: u8 = 1;
+
+/// Exit status for a bug in kestrel (BSD `EX_SOFTWARE`).
+const EXIT_INTERNAL: u8 = 70;
+
 fn main() -> ExitCode {
     restore_default_sigpipe();
+    // Usage errors exit here with clap's status 2 (and `--help`, `--version` with 0).
     let cli = Cli::parse();
     env_logger::Builder::new()
         .parse_filters(&cli.log)
         .format_timestamp(None)
         .init();
+    internal::install_panic_hook();
+    // A panic is a bug, whatever the input: the hook has printed its one line, and the status
+    // tells scripts it is not their input's fault.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(cli))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::from(exit_status(&error))
+        }
+        Err(_) => ExitCode::from(EXIT_INTERNAL),
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    internal::injected_panic();
     if cli.no_optimize {
         model::disable_optimization();
     }
     if let Some(threads) = cli.threads {
         model::set_threads(threads.into());
     }
-    let result = match cli.command {
+    match cli.command {
         Command::Compile(args) => commands::compile::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Cam(args) => commands::cam::run(args),
@@ -77,13 +108,15 @@ fn main() -> ExitCode {
         Command::Localize(args) => commands::localize::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Bench(args) => commands::bench::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", one_line(&error));
-            ExitCode::FAILURE
-        }
+    }
+}
+
+/// The exit status of a failed command: internal for a broken invariant, else bad input.
+fn exit_status(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<internal::Internal>().is_some() {
+        EXIT_INTERNAL
+    } else {
+        EXIT_BAD_INPUT
     }
 }
 
@@ -119,3 +152,27 @@ fn restore_default_sigpipe() {
 
 #[cfg(not(unix))]
 fn restore_default_sigpipe() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn internal_errors_keep_their_status_under_context() {
+        let bad: anyhow::Result<()> = Err(anyhow::anyhow!("no such file"));
+        let bad = bad.context("model.onnx").unwrap_err();
+        assert_eq!(exit_status(&bad), EXIT_BAD_INPUT);
+        let bug: anyhow::Result<()> = Err(anyhow::anyhow!("node 'x': bad shape"));
+        let bug = bug
+            .context(internal::Internal::context("invariant"))
+            .context("model.onnx")
+            .unwrap_err();
+        assert_eq!(exit_status(&bug), EXIT_INTERNAL);
+        assert!(
+            one_line(&bug).contains("internal error"),
+            "{}",
+            one_line(&bug)
+        );
+    }
+}

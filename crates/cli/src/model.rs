@@ -8,6 +8,8 @@ use kestrel_graph::{Dim, Graph, ValueKind};
 use kestrel_optimizer::Report;
 use kestrel_runtime::Session;
 
+use crate::internal::Internal;
+
 pub struct Model {
     pub session: Session,
     /// What the optimizer did, unless `--no-optimize` was given or the model is compiled.
@@ -160,7 +162,9 @@ pub fn load_graph_with_report(path: &Path) -> Result<(Graph, Option<Report>)> {
     if !OPTIMIZE.load(Ordering::Relaxed) {
         return Ok((graph, None));
     }
+    // The importer validated the graph, so an optimizer failure is a bug, not bad input.
     let (graph, report) = kestrel_optimizer::optimize(&graph)
+        .context(Internal::context("the optimizer broke a valid graph"))
         .with_context(|| format!("{}: optimizing the graph", path.display()))?;
     Ok((graph, Some(report)))
 }

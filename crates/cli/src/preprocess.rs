@@ -32,6 +32,12 @@ impl PreprocessArgs {
     /// The preset with the overrides applied, sized and laid out for `input`.
     pub fn resolve(&self, input: ImageInput) -> Result<Preprocess> {
         let mut p = Preprocess::preset(&self.preset)?.with_input_size(input.width, input.height);
+        // Images of any size are brought to the size the model was built for.
+        log::info!(
+            "the model takes {}x{} images; each image is resized and cropped to that",
+            input.width,
+            input.height
+        );
         p.layout = if input.channels_last {
             Layout::Nhwc
         } else {

@@ -350,6 +350,18 @@ fn bench_reports_latency_percentiles_and_profile() {
     );
     assert_eq!(v["batch"], 2);
     assert!(v["gmac_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    let runs: Vec<f64> = v["latencies_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 5, "{v}");
+    assert_eq!(
+        runs.iter().copied().fold(f64::INFINITY, f64::min),
+        min,
+        "{v}"
+    );
 
     let out = kestrel(&["bench", m, "--runs", "2", "--warmup", "0", "--profile"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -563,4 +575,143 @@ fn model_paths_that_are_not_regular_files_or_would_be_overwritten() {
     ]);
     assert_one_line_error(&out, &["overwrite"]);
     assert_eq!(std::fs::read(&copy).unwrap(), before);
+}
+
+fn kestrel_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kestrel"));
+    command
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_BACKTRACE");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the kestrel binary runs")
+}
+
+/// No output of a failed run looks like a Rust panic or backtrace.
+fn assert_no_backtrace(out: &Output) {
+    let err = stderr(out);
+    for needle in [
+        "panicked",
+        "stack backtrace",
+        "RUST_BACKTRACE",
+        "note: run with",
+    ] {
+        assert!(!err.contains(needle), "{needle:?} in {err}");
+    }
+}
+
+/// Usage errors exit with 2, bad input with 1, internal errors (a panic) with 70; each prints
+/// one line and no backtrace, even with RUST_BACKTRACE set for a user mistake.
+#[test]
+fn exit_statuses_tell_usage_bad_input_and_internal_errors_apart() {
+    let dir = scratch("exit-codes");
+    let (image, _) = sample_png(&dir, 2);
+    let image = image.to_str().unwrap();
+    let m = model("resnet_tiny");
+    let m = m.to_str().unwrap();
+
+    // 2: the command line does not parse.
+    for args in [
+        &["frobnicate"][..],
+        &["classify"],
+        &["classify", m, image, "-k", "many"],
+        &["inspect", m, "--no-such-option"],
+        &["cam", m, image, "--threshold"],
+    ] {
+        let out = kestrel_with_env(args, &[("RUST_BACKTRACE", "1")]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_no_backtrace(&out);
+    }
+
+    // 1: bad input, whatever RUST_BACKTRACE says.
+    let text = dir.join("model.onnx");
+    std::fs::write(&text, "not a model").unwrap();
+    for args in [
+        &["inspect", text.to_str().unwrap()][..],
+        &["classify", m, "/nonexistent.png"],
+        &["classify", m, image, "--mean", "1,2"],
+        &["cam", m, image, "--class", "1000"],
+    ] {
+        let out = kestrel_with_env(args, &[("RUST_BACKTRACE", "full")]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_one_line_error(&out, &[]);
+        assert_no_backtrace(&out);
+    }
+
+    // 70: a bug. The panic is reported in one line that says it is internal.
+    let out = kestrel_with_env(&["inspect", m], &[("KESTREL_INJECT_PANIC", "1")]);
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert_one_line_error(&out, &["internal error", "KESTREL_INJECT_PANIC"]);
+    assert_no_backtrace(&out);
+    // Whoever debugs it can still ask for the backtrace.
+    let out = kestrel_with_env(
+        &["inspect", m],
+        &[("KESTREL_INJECT_PANIC", "1"), ("RUST_BACKTRACE", "1")],
+    );
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(stderr(&out).lines().count() > 1, "{}", stderr(&out));
+
+    // 0: help and version are not errors.
+    for args in [&["--help"][..], &["--version"], &["classify", "--help"]] {
+        let out = kestrel(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// The same image gives byte-identical output from one process to the next.
+#[test]
+fn classify_is_bitwise_repeatable_across_processes() {
+    let dir = scratch("repeatable");
+    let (image, _) = sample_png(&dir, 4);
+    let image = image.to_str().unwrap();
+    for name in ["googlenet_tiny", "resnet_tiny"] {
+        let m = model(name);
+        let args = [
+            "classify",
+            m.to_str().unwrap(),
+            image,
+            "--preset",
+            "synthetic",
+            "--json",
+            "-k",
+            "6",
+        ];
+        let first = kestrel(&args);
+        assert!(first.status.success(), "{}", stderr(&first));
+        for _ in 0..2 {
+            assert_eq!(kestrel(&args).stdout, first.stdout, "{name}");
+        }
+    }
+}
+
+/// Images of other sizes than the model's input (here 96x96) are resized to it, and the log
+/// says so; a 1x1 image works too.
+#[test]
+fn images_of_any_size_run_at_the_models_size() {
+    let dir = scratch("sizes");
+    let m = model("resnet_tiny");
+    for (w, h) in [(224, 224), (300, 120), (1, 1), (96, 500)] {
+        let path = dir.join(format!("{w}x{h}.png"));
+        image::RgbImage::from_pixel(w, h, image::Rgb([200, 30, 30]))
+            .save(&path)
+            .unwrap();
+        let out = kestrel(&[
+            "--log",
+            "info",
+            "classify",
+            m.to_str().unwrap(),
+            path.to_str().unwrap(),
+            "--preset",
+            "synthetic",
+        ]);
+        assert!(out.status.success(), "{w}x{h}: {}", stderr(&out));
+        assert!(stderr(&out).contains("96x96"), "{w}x{h}: {}", stderr(&out));
+    }
 }

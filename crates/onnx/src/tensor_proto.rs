@@ -193,8 +193,25 @@ fn read_external(
     }
     let dir = model_dir.ok_or("external data needs the model's folder, which is unknown here")?;
     let path = dir.join(relative);
-    let mut file = std::fs::File::open(&path)
-        .map_err(|e| format!("cannot open external data {}: {e}", path.display()))?;
+    // The name stays inside the folder; a symbolic link on the way must not lead out of it.
+    let cannot_open =
+        |e: std::io::Error| format!("cannot open external data {}: {e}", path.display());
+    let real = std::fs::canonicalize(&path).map_err(cannot_open)?;
+    let real_dir = std::fs::canonicalize(dir).map_err(cannot_open)?;
+    if !real.starts_with(&real_dir) {
+        return Err(format!(
+            "external data location '{location}' resolves to {}, outside the model's folder",
+            real.display()
+        ));
+    }
+    // A directory would fail late, a FIFO or device could block or never end.
+    if !std::fs::metadata(&real).map_err(cannot_open)?.is_file() {
+        return Err(format!(
+            "external data {} is not a regular file",
+            path.display()
+        ));
+    }
+    let mut file = std::fs::File::open(&real).map_err(cannot_open)?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
     if offset
         .checked_add(byte_len as u64)

@@ -237,9 +237,9 @@ fn apply_epilogue(
     Ok(())
 }
 
-/// Floats of full-resolution conv output a pooled band holds at once (256 KiB): the conv
+/// Floats of full-resolution conv output a pooled band holds at once (1 MiB): the conv
 /// output is computed and pooled this many at a time instead of all at once.
-const POOL_BAND_FLOATS: usize = 1 << 16;
+const POOL_BAND_FLOATS: usize = 1 << 18;
 
 /// A convolution whose epilogue max-pools: the conv rows are computed in bands just tall enough
 /// for a band of pooled rows, activated, pooled, and dropped, so the full-resolution map never
@@ -302,7 +302,7 @@ fn conv_max_pool_in_bands(
         conv_h,
         stride: stage.strides[0],
         pad_top: pool_begin[0],
-        span: stage.dilations[0] * (stage.kernel[0] - 1) + 1,
+        span: stage.dilations[0] * stage.kernel[0].saturating_sub(1) + 1,
     };
     let conv_geometry = |in_h: usize, out_h: usize, pad_top: usize| k::Conv2dGeometry {
         in_channels: c,
@@ -345,7 +345,7 @@ fn conv_max_pool_in_bands(
     let real_rows = (0..pool_h)
         .take_while(|&p| bands.window(p).0 < conv_h as isize)
         .count();
-    let kernel_span_h = attrs.dilations[0] * (attrs.kernel[0] - 1) + 1;
+    let kernel_span_h = attrs.dilations[0] * attrs.kernel[0].saturating_sub(1) + 1;
 
     let pooled_image = out_c * pool_h * pool_w;
     let mut held = ConvRows::default();

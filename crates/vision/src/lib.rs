@@ -38,7 +38,7 @@ mod resample;
 
 use std::path::PathBuf;
 
-pub use load::{load_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
+pub use load::{decode_image, load_image, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
 pub use prepare::{model_view, prepare, prepare_batch, CropWindow, Prepared};
 pub use preset::{ChannelOrder, Layout, Preprocess, Resize};
 
@@ -62,13 +62,14 @@ pub enum VisionError {
 
     #[error(
         "{}: the image declares {width}x{height} pixels, more than the limit of \
-         {MAX_IMAGE_SIDE} per side and {MAX_IMAGE_PIXELS} in all",
+         {MAX_IMAGE_SIDE} per side and {max_pixels} in all",
         .path.display()
     )]
     TooLarge {
         path: PathBuf,
         width: u32,
         height: u32,
+        max_pixels: u64,
     },
 
     #[error("{}: the JPEG data ends before its end-of-image marker (truncated file?)", .path.display())]

@@ -23,6 +23,30 @@ pub const MAX_IMAGE_PIXELS: u64 = 1 << 27;
 /// starts, so a small hostile file cannot make the decoder allocate gigabytes. Every error
 /// names the file.
 pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
+    let file = File::open(path).map_err(|source| VisionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(file, path, MAX_IMAGE_PIXELS)
+}
+
+/// Decodes a PNG or JPEG image held in memory, as [`load_image`] does a file; `name` names it
+/// in errors. At most `max_pixels` pixels are accepted (and never more than
+/// [`MAX_IMAGE_PIXELS`]), so a caller that knows its images are small can bound the memory a
+/// hostile header makes the decoder take.
+pub fn decode_image(bytes: &[u8], name: &Path, max_pixels: u64) -> Result<RgbImage, VisionError> {
+    decode(
+        std::io::Cursor::new(bytes),
+        name,
+        max_pixels.min(MAX_IMAGE_PIXELS),
+    )
+}
+
+fn decode<R: Read + Seek>(
+    mut source: R,
+    path: &Path,
+    max_pixels: u64,
+) -> Result<RgbImage, VisionError> {
     let io_error = |source| VisionError::Io {
         path: path.to_path_buf(),
         source,
@@ -32,9 +56,12 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
         source,
     };
 
-    let mut file = File::open(path).map_err(io_error)?;
     let mut start = Vec::with_capacity(24);
-    (&file).take(24).read_to_end(&mut start).map_err(io_error)?;
+    source
+        .by_ref()
+        .take(24)
+        .read_to_end(&mut start)
+        .map_err(io_error)?;
     let format = match image::guess_format(&start) {
         Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => format,
         Ok(other) => {
@@ -52,12 +79,13 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
     let check = |(width, height): (u32, u32)| {
         if width > MAX_IMAGE_SIDE
             || height > MAX_IMAGE_SIDE
-            || u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS
+            || u64::from(width) * u64::from(height) > max_pixels
         {
             return Err(VisionError::TooLarge {
                 path: path.to_path_buf(),
                 width,
                 height,
+                max_pixels,
             });
         }
         Ok(())
@@ -68,26 +96,26 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
     if let Some(size) = png_declared_size(&start) {
         check(size)?;
     }
-    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(&mut file).map_err(io_error)? {
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(&mut source).map_err(io_error)? {
         return Err(VisionError::Truncated {
             path: path.to_path_buf(),
         });
     }
-    file.rewind().map_err(io_error)?;
-    let size = ImageReader::with_format(BufReader::new(&file), format)
+    source.rewind().map_err(io_error)?;
+    let size = ImageReader::with_format(BufReader::new(&mut source), format)
         .into_dimensions()
         .map_err(decode_error)?;
     check(size)?;
     let (width, height) = size;
 
-    file.rewind().map_err(io_error)?;
-    let mut reader = ImageReader::with_format(BufReader::new(file), format);
+    source.rewind().map_err(io_error)?;
+    let mut reader = ImageReader::with_format(BufReader::new(source), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     // Room for the largest accepted image in the widest decoded pixel type (RGBA, 16 bits),
     // which the default of 512 MiB would refuse.
-    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
+    limits.max_alloc = Some(max_pixels * 8);
     reader.limits(limits);
     let image = reader.decode().map_err(decode_error)?;
     log::debug!(
@@ -103,7 +131,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage, VisionError> {
 /// fills a cut-off scan with grey and reports success, so a truncated photo would otherwise be
 /// classified as if it were whole. Inside compressed data every `FF` is followed by `00` or a
 /// restart marker, so `FF D9` there is the real end; tools may append a little after it.
-fn jpeg_has_end_marker(file: &mut File) -> std::io::Result<bool> {
+fn jpeg_has_end_marker<R: Read + Seek>(file: &mut R) -> std::io::Result<bool> {
     const TAIL: u64 = 4096;
     let len = file.seek(std::io::SeekFrom::End(0))?;
     file.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL)))?;

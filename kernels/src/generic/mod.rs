@@ -18,7 +18,17 @@ pub use gemm::gemm_f32;
 pub use layout::{pad_constant_f32, transpose_f32};
 pub use lrn::lrn_f32;
 pub use pool::{avg_pool2d_f32, global_avg_pool_f32, max_pool2d_f32, Pool2dGeometry};
+// Hooks for the vector kernels, which exist only on x86_64 and aarch64.
 pub use softmax::softmax_f32;
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_imports)
+)]
+pub(crate) use {
+    lrn::lrn_f32_by,
+    pool::{avg_pool2d_f32_by, fold_segment, global_avg_pool_f32_by, max_pool2d_f32_by},
+    softmax::{softmax_f32_by, softmax_f32_row},
+};
 
 use std::ops::Range;
 

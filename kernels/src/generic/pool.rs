@@ -57,8 +57,21 @@ impl Pool2dGeometry {
 /// A window with no tap inside the input yields f32::NEG_INFINITY (callers size outputs so
 /// this never happens for ONNX-valid ceil_mode shapes). NaN inputs propagate.
 pub fn max_pool2d_f32(g: &Pool2dGeometry, input: &[f32], output: &mut [f32]) {
+    max_pool2d_f32_by(g, input, output, |out, row, stride| {
+        fold_segment(out, row, stride, max_nan_f32)
+    });
+}
+
+/// [`max_pool2d_f32`] with the per-row work done by `segment` (see [`pool2d_f32_rows`]), which
+/// must fold with [`max_nan_f32`].
+pub(crate) fn max_pool2d_f32_by(
+    g: &Pool2dGeometry,
+    input: &[f32],
+    output: &mut [f32],
+    segment: impl Fn(&mut [f32], &[f32], usize),
+) {
     g.assert_valid(input, output);
-    pool2d_f32_rows(g, input, output, f32::NEG_INFINITY, max_nan_f32);
+    pool2d_f32_rows(g, input, output, f32::NEG_INFINITY, segment);
 }
 
 /// Average pool. count_include_pad=false: divide by the number of taps inside the input.
@@ -75,8 +88,22 @@ pub fn avg_pool2d_f32(
     input: &[f32],
     output: &mut [f32],
 ) {
+    avg_pool2d_f32_by(g, count_include_pad, input, output, |out, row, stride| {
+        fold_segment(out, row, stride, |acc, v| acc + v)
+    });
+}
+
+/// [`avg_pool2d_f32`] with the window sums done by `segment` (see [`pool2d_f32_rows`]), which
+/// must fold with addition.
+pub(crate) fn avg_pool2d_f32_by(
+    g: &Pool2dGeometry,
+    count_include_pad: bool,
+    input: &[f32],
+    output: &mut [f32],
+    segment: impl Fn(&mut [f32], &[f32], usize),
+) {
     g.assert_valid(input, output);
-    pool2d_f32_rows(g, input, output, 0.0, |acc, v| acc + v);
+    pool2d_f32_rows(g, input, output, 0.0, segment);
     if g.out_h == 0 || g.out_w == 0 {
         return;
     }
@@ -138,14 +165,34 @@ fn count_taps(
         .count()
 }
 
-/// Folds every in-bounds tap of each window into the output with `combine`, starting from
-/// `init`. Works a whole output row per tap so the inner loop is a (possibly strided) zip.
+/// `out[i] = combine(out[i], row[i * stride])` for every i in `0..out.len()`.
+#[inline(always)]
+pub(crate) fn fold_segment(
+    out: &mut [f32],
+    row: &[f32],
+    stride: usize,
+    combine: impl Fn(f32, f32) -> f32,
+) {
+    if stride == 1 {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = combine(*o, v);
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(row.iter().step_by(stride)) {
+            *o = combine(*o, v);
+        }
+    }
+}
+
+/// Folds every in-bounds tap of each window into the output, starting from `init`. Works a
+/// whole output row per tap: `segment(out, row, stride)` must do what [`fold_segment`] does
+/// with the pool's combine, where `row` starts at the first tap and holds every tap.
 fn pool2d_f32_rows(
     g: &Pool2dGeometry,
     input: &[f32],
     output: &mut [f32],
     init: f32,
-    combine: impl Fn(f32, f32) -> f32,
+    segment: impl Fn(&mut [f32], &[f32], usize),
 ) {
     let (in_hw, out_hw) = (g.in_h * g.in_w, g.out_h * g.out_w);
     if out_hw == 0 {
@@ -175,19 +222,7 @@ fn pool2d_f32_rows(
                         continue;
                     }
                     let ix0 = ((cols.start * g.stride_w) as isize + g.col_offset(kx)) as usize;
-                    let out_seg = &mut out_row[cols.clone()];
-                    if g.stride_w == 1 {
-                        for (o, &v) in out_seg.iter_mut().zip(&in_row[ix0..]) {
-                            *o = combine(*o, v);
-                        }
-                    } else {
-                        for (o, &v) in out_seg
-                            .iter_mut()
-                            .zip(in_row[ix0..].iter().step_by(g.stride_w))
-                        {
-                            *o = combine(*o, v);
-                        }
-                    }
+                    segment(&mut out_row[cols.clone()], &in_row[ix0..], g.stride_w);
                 }
             }
         }
@@ -197,6 +232,17 @@ fn pool2d_f32_rows(
 /// Mean of each channel's hw values; accumulate in f64 so huge maps lose no precision.
 /// `hw == 0` gives NaN (the mean of nothing).
 pub fn global_avg_pool_f32(channels: usize, hw: usize, input: &[f32], output: &mut [f32]) {
+    global_avg_pool_f32_by(channels, hw, input, output, sum_f64);
+}
+
+/// [`global_avg_pool_f32`] with each channel summed (in f64) by `sum`.
+pub(crate) fn global_avg_pool_f32_by(
+    channels: usize,
+    hw: usize,
+    input: &[f32],
+    output: &mut [f32],
+    sum: impl Fn(&[f32]) -> f64,
+) {
     assert_eq!(input.len(), channels * hw, "global_avg_pool: input length");
     assert_eq!(output.len(), channels, "global_avg_pool: output length");
     if hw == 0 {
@@ -204,7 +250,7 @@ pub fn global_avg_pool_f32(channels: usize, hw: usize, input: &[f32], output: &m
         return;
     }
     for (o, in_ch) in output.iter_mut().zip(input.chunks_exact(hw)) {
-        *o = (sum_f64(in_ch) / hw as f64) as f32;
+        *o = (sum(in_ch) / hw as f64) as f32;
     }
 }
 

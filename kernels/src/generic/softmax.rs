@@ -9,17 +9,29 @@ use super::max_nan_f32;
 /// distribution 1/cols (the limit of equal logits); any +inf gives 1/count to each +inf entry
 /// and 0 elsewhere; any NaN makes the whole row NaN.
 pub fn softmax_f32(rows: usize, cols: usize, input: &[f32], output: &mut [f32]) {
+    softmax_f32_by(rows, cols, input, output, softmax_f32_row);
+}
+
+/// [`softmax_f32`] with each row done by `row`.
+pub(crate) fn softmax_f32_by(
+    rows: usize,
+    cols: usize,
+    input: &[f32],
+    output: &mut [f32],
+    row: impl Fn(&[f32], &mut [f32]),
+) {
     assert_eq!(input.len(), rows * cols, "softmax: input length");
     assert_eq!(output.len(), rows * cols, "softmax: output length");
     if cols == 0 {
         return;
     }
     for (x, y) in input.chunks_exact(cols).zip(output.chunks_exact_mut(cols)) {
-        softmax_f32_row(x, y);
+        row(x, y);
     }
 }
 
-fn softmax_f32_row(x: &[f32], y: &mut [f32]) {
+/// Softmax of one row; the definition of every case, including rows whose max is not finite.
+pub(crate) fn softmax_f32_row(x: &[f32], y: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, max_nan_f32);
     if max.is_nan() {
         y.fill(f32::NAN);

@@ -4,6 +4,8 @@
 //! sixteen FMAs, each broadcasting one A lane with `vfmaq_laneq_f32`, so no separate
 //! broadcast instructions are needed. 16 accumulators + 4 operands fit the 32 q registers.
 
+mod vec;
+
 use std::arch::aarch64::*;
 
 use crate::packed::MicroKernel;

@@ -60,8 +60,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         latencies.push(started.elapsed());
     }
-    latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // Every timed run in the order it ran, for tools that pool runs from several invocations.
+    let latencies_ms: Vec<f64> = latencies.iter().map(|&d| ms(d)).collect();
+    latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     let median = pick(0.5);
     let images_per_s = args.batch as f64 / median.as_secs_f64();
@@ -89,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
             "percent_of_peak": percent_of_peak,
             "threads": threads,
             "kernels": isa.name(),
+            "latencies_ms": latencies_ms,
         });
         if args.profile {
             out["profile"] = profile_json(graph, &node_times, args.runs, args.batch);
