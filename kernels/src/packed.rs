@@ -59,9 +59,24 @@ pub(crate) trait MicroKernel: Sync {
     /// Columns of B packed per panel (a multiple of NR; the B panel stays in L3).
     const NC: usize;
 
-    /// C[0..MR, 0..NR] += alpha * sum_p a[p * MR + i] * b[p * NR + j], with C(i, j) at
-    /// `c[i * ldc + j]`. Panics if the slices are too short.
-    fn tile(&self, kc: usize, a: &[f32], b: &[f32], alpha: f32, c: &mut [f32], ldc: usize);
+    /// C[0..MR, 0..NR] += alpha * sum_p a[p * MR + i] * b[p * ldb + j], with C(i, j) at
+    /// `c[i * ldc + j]`. `ldb` is NR for a packed B sliver, or the row stride of a B whose
+    /// rows are read in place. Panics if the slices are too short.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        alpha: f32,
+        c: &mut [f32],
+        ldc: usize,
+    );
+
+    /// Hints the cache to fetch `data`, which the next tiles will read. Does nothing unless
+    /// the ISA overrides it.
+    fn prefetch(&self, _data: &[f32]) {}
 
     /// y[j] += alpha * sum_p x[p] * b[j * ldb + p] for j in 0..y.len() (rows of b are dot
     /// products with x).
@@ -239,10 +254,10 @@ fn gemm_packed<K: MicroKernel>(
                             let origin = i0 * c_rs + j0 * c_cs;
                             if rows == mr && cols == nr && c_cs == 1 {
                                 let tile = &mut c[origin..origin + (mr - 1) * c_rs + nr];
-                                kern.tile(kc, ap, bp, alpha, tile, c_rs);
+                                kern.tile(kc, ap, bp, nr, alpha, tile, c_rs);
                             } else {
                                 edge_tile(
-                                    kern, kc, ap, bp, alpha, c, origin, c_rs, c_cs, rows, cols,
+                                    kern, kc, ap, bp, nr, alpha, c, origin, c_rs, c_cs, rows, cols,
                                 );
                             }
                         }
@@ -253,6 +268,264 @@ fn gemm_packed<K: MicroKernel>(
     });
 }
 
+/// Weights packed once into panels of `width` output channels over the whole depth `k`:
+/// channel `t * width + r` at depth `p` is `data[t * width * k + p * width + r]`, and lanes past
+/// the last channel are zero. A depth block `p0..p0 + kc` of a panel is therefore one
+/// contiguous run of `kc * width` floats, which is exactly a micro-kernel operand panel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WeightPanels<'a> {
+    pub data: &'a [f32],
+    pub width: usize,
+    pub k: usize,
+}
+
+impl<'a> WeightPanels<'a> {
+    /// Floats that `rows` channels of depth `k` take in panels of `width`.
+    pub fn len(rows: usize, k: usize, width: usize) -> usize {
+        rows.div_ceil(width) * width * k
+    }
+
+    /// Packs `rows` channels given row-major (`weights[c * k + p]`) into `dst`, which must
+    /// hold [`WeightPanels::len`] floats.
+    pub fn pack(dst: &mut [f32], weights: &[f32], rows: usize, k: usize, width: usize) {
+        assert_eq!(dst.len(), Self::len(rows, k, width));
+        assert_eq!(weights.len(), rows * k);
+        if rows > 0 && k > 0 {
+            pack_block(dst, width, weights, 0, k, 1, 0, rows, k);
+        }
+    }
+
+    /// Depth block `p0..p0 + kc` of panel `t`.
+    fn block(&self, t: usize, p0: usize, kc: usize) -> &'a [f32] {
+        &self.data[t * self.width * self.k + p0 * self.width..][..kc * self.width]
+    }
+}
+
+/// C[m x n] += W * X for the prepacked weight rows `first..first + m` (`first` a multiple of
+/// the panel width), a strided k x n X and a row-major C with row stride `ldc`.
+///
+/// With `weights_left` the panels are the micro-kernel's A operand (width MR) and X is its B;
+/// otherwise the product runs as C^T = X^T W^T, the panels being B (width NR) and the packed
+/// X^T rows (output positions) A, which wastes fewer lanes when n is small. Every output is
+/// the same sequence of fused multiply-adds either way (depth blocks from the same
+/// [`balanced_block`] split, each summed from zero and then added to C), so the orientation
+/// changes speed, never results.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_prepacked<K: MicroKernel>(
+    kern: &K,
+    weights: WeightPanels<'_>,
+    weights_left: bool,
+    first: usize,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let k = weights.k;
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let width = if weights_left { K::MR } else { K::NR };
+    assert_eq!(
+        weights.width, width,
+        "packed gemm: weights packed for another tile"
+    );
+    assert_eq!(first % width, 0, "packed gemm: rows start inside a panel");
+    assert!(
+        weights.data.len() >= WeightPanels::len(first + m, k, width),
+        "packed gemm: weights out of bounds"
+    );
+    x.assert_fits(k, n, "x");
+    MatRef::new(c, ldc, 1).assert_fits(m, n, "c");
+    let weights = WeightPanels {
+        data: &weights.data[first * k..],
+        ..weights
+    };
+    if weights_left {
+        gemm_weights_left(kern, weights, m, n, x, c, ldc);
+    } else {
+        gemm_weights_right(kern, weights, m, n, x, c, ldc);
+    }
+}
+
+/// [`gemm_prepacked`] as C = W X: W panels are A, X is B. When X's rows are contiguous its
+/// KC x NR slivers are read in place, each staying in L1 while the A panels of a block run
+/// over it: packing them, whether a whole B block ahead (written out to L2 or L3 and read
+/// back) or one sliver at a time, measured slower, most for the short depths of 1x1 layers.
+/// A ragged last sliver, or an X with strided rows, is packed one sliver at a time.
+fn gemm_weights_left<K: MicroKernel>(
+    kern: &K,
+    w: WeightPanels<'_>,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr, k) = (K::MR, K::NR, w.k);
+    let kc_max = balanced_block(k, K::KC, 8);
+    let mc_max = balanced_block(m, K::MC, mr);
+    let nc_max = balanced_block(n, K::NC, nr);
+    let in_place = x.cs == 1;
+
+    PACK_BUFFERS.with(|cell| {
+        let mut owned = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let bbuf = match guard.as_deref_mut() {
+            Ok((_, bbuf)) => bbuf,
+            Err(_) => &mut owned,
+        };
+        let sliver = aligned_mut(bbuf, nr * kc_max);
+
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
+                for ic in (0..m).step_by(mc_max) {
+                    let mc = mc_max.min(m - ic);
+                    for j0 in (jc..jc + nc).step_by(nr) {
+                        let cols = nr.min(jc + nc - j0);
+                        let (bp, ldb) = if in_place && cols == nr {
+                            (&x.data[pc * x.rs + j0..], x.rs)
+                        } else {
+                            let bp = &mut sliver[..nr * kc];
+                            pack_block(bp, nr, x.data, pc, kc, x.rs, j0, cols, x.cs);
+                            (&*bp, nr)
+                        };
+                        for i0 in (ic..ic + mc).step_by(mr) {
+                            let rows = mr.min(ic + mc - i0);
+                            let ap = w.block(i0 / mr, pc, kc);
+                            let origin = i0 * ldc + j0;
+                            if rows == mr && cols == nr {
+                                let tile = &mut c[origin..origin + (mr - 1) * ldc + nr];
+                                kern.tile(kc, ap, bp, ldb, 1.0, tile, ldc);
+                            } else {
+                                edge_tile(
+                                    kern, kc, ap, bp, ldb, 1.0, c, origin, ldc, 1, rows, cols,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// The transposed output block of [`gemm_weights_right`], reused across calls.
+    static TRANSPOSED_C: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`gemm_prepacked`] as C^T = X^T W^T: X^T (output positions by depth) is packed into A
+/// panels of MR positions and the W panels are B.
+///
+/// The product accumulates in a row-major copy of C^T padded to whole tiles, so that every
+/// tile is a full, unit-stride one: C is transposed in once and out once per call instead of
+/// being gathered and scattered through every tile of every depth block. Each output still
+/// receives the same additions in the same order.
+fn gemm_weights_right<K: MicroKernel>(
+    kern: &K,
+    w: WeightPanels<'_>,
+    m: usize,
+    n: usize,
+    x: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr, k) = (K::MR, K::NR, w.k);
+    let kc_max = balanced_block(k, K::KC, 8);
+    // Rows of the computed product are output positions, columns are channels.
+    let mc_max = balanced_block(n, K::MC, mr);
+    let nc_max = balanced_block(m, K::NC, nr);
+    let (n_pad, m_pad) = (n.next_multiple_of(mr), m.next_multiple_of(nr));
+
+    TRANSPOSED_C.with(|ct_cell| {
+        let mut owned_ct = Vec::new();
+        let mut ct_guard = ct_cell.try_borrow_mut();
+        let ct_buf = match ct_guard.as_deref_mut() {
+            Ok(buf) => buf,
+            Err(_) => &mut owned_ct,
+        };
+        let ct = aligned_mut(ct_buf, n_pad * m_pad);
+        transpose_into(c, ldc, m, n, ct, m_pad);
+
+        PACK_BUFFERS.with(|cell| {
+            let mut owned = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let abuf = match guard.as_deref_mut() {
+                Ok((abuf, _)) => abuf,
+                Err(_) => &mut owned,
+            };
+            let apack = aligned_mut(abuf, mc_max.next_multiple_of(mr) * kc_max);
+
+            for jc in (0..m).step_by(nc_max) {
+                let nc = nc_max.min(m - jc);
+                for pc in (0..k).step_by(kc_max) {
+                    let kc = kc_max.min(k - pc);
+                    for ic in (0..n).step_by(mc_max) {
+                        let mc = mc_max.min(n - ic);
+                        let ablock = &mut apack[..mc.div_ceil(mr) * mr * kc];
+                        // Lines are output positions (stride x.cs), depth runs down X's rows.
+                        pack_block(ablock, mr, x.data, pc, kc, x.rs, ic, mc, x.cs);
+                        let tiles = mc.div_ceil(mr);
+                        for j0 in (jc..jc + nc).step_by(nr) {
+                            let bp = w.block(j0 / nr, pc, kc);
+                            // The weight panels stream from memory once per call (each is
+                            // used by only the few position tiles), so fetch the next one
+                            // while this one is reused from L1, a slice per tile.
+                            let next = if j0 + nr < jc + nc {
+                                w.block(j0 / nr + 1, pc, kc)
+                            } else {
+                                &[]
+                            };
+                            let slice = next.len().div_ceil(tiles);
+                            for (ti, ap) in ablock.chunks_exact(mr * kc).enumerate() {
+                                if !next.is_empty() {
+                                    let from = (ti * slice).min(next.len());
+                                    kern.prefetch(&next[from..(from + slice).min(next.len())]);
+                                }
+                                let origin = (ic + ti * mr) * m_pad + j0;
+                                let tile = &mut ct[origin..origin + (mr - 1) * m_pad + nr];
+                                kern.tile(kc, ap, bp, nr, 1.0, tile, m_pad);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        transpose_from(ct, m_pad, m, n, c, ldc);
+    });
+}
+
+/// ct[i * ldt + j] = c[j * ldc + i] for the `rows x cols` matrix c (rows are channels here).
+fn transpose_into(c: &[f32], ldc: usize, rows: usize, cols: usize, ct: &mut [f32], ldt: usize) {
+    // Eight rows at a time: eight sequential read streams, one contiguous write per column.
+    for j0 in (0..rows).step_by(8) {
+        let height = 8.min(rows - j0);
+        for i in 0..cols {
+            let dst = &mut ct[i * ldt + j0..][..height];
+            for (jj, d) in dst.iter_mut().enumerate() {
+                *d = c[(j0 + jj) * ldc + i];
+            }
+        }
+    }
+}
+
+/// c[j * ldc + i] = ct[i * ldt + j], the inverse of [`transpose_into`].
+fn transpose_from(ct: &[f32], ldt: usize, rows: usize, cols: usize, c: &mut [f32], ldc: usize) {
+    for j0 in (0..rows).step_by(8) {
+        let height = 8.min(rows - j0);
+        for i in 0..cols {
+            let src = &ct[i * ldt + j0..][..height];
+            for (jj, &v) in src.iter().enumerate() {
+                c[(j0 + jj) * ldc + i] = v;
+            }
+        }
+    }
+}
+
 /// A partial (or non-unit column stride) tile: gather C into a scratch tile, run the full
 /// micro-kernel on it, and scatter back only the `rows x cols` that exist.
 #[allow(clippy::too_many_arguments)]
@@ -261,6 +534,7 @@ fn edge_tile<K: MicroKernel>(
     kc: usize,
     ap: &[f32],
     bp: &[f32],
+    ldb: usize,
     alpha: f32,
     c: &mut [f32],
     origin: usize,
@@ -280,7 +554,7 @@ fn edge_tile<K: MicroKernel>(
                 tmp[i * nr + j] = v;
             }
         }
-        kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
+        kern.tile(kc, ap, bp, ldb, alpha, &mut tmp[..mr * nr], nr);
         for j in 0..cols {
             let col = &mut c[origin + j * c_cs..][..mr];
             for (i, v) in col.iter_mut().enumerate() {
@@ -294,7 +568,7 @@ fn edge_tile<K: MicroKernel>(
             tmp[i * nr + j] = c[origin + i * c_rs + j * c_cs];
         }
     }
-    kern.tile(kc, ap, bp, alpha, &mut tmp[..mr * nr], nr);
+    kern.tile(kc, ap, bp, ldb, alpha, &mut tmp[..mr * nr], nr);
     for i in 0..rows {
         for j in 0..cols {
             c[origin + i * c_rs + j * c_cs] = tmp[i * nr + j];

@@ -21,11 +21,13 @@ pub fn current_threads() -> usize {
 
 /// Calls `f(first_channel, channels, block)` for disjoint blocks of whole channels of `out`
 /// (`channels` channels of `channel_len` elements each), in parallel when the current pool has
-/// more than one thread and there is enough work to share.
+/// more than one thread and there is enough work to share. Every block starts at a multiple of
+/// `align` channels (the panel width of prepacked weights, so no panel is split).
 pub(crate) fn for_channel_blocks<T: Send>(
     out: &mut [T],
     channels: usize,
     channel_len: usize,
+    align: usize,
     f: &(dyn Fn(usize, usize, &mut [T]) + Sync),
 ) {
     debug_assert_eq!(out.len(), channels * channel_len);
@@ -34,8 +36,8 @@ pub(crate) fn for_channel_blocks<T: Send>(
         f(0, channels, out);
         return;
     }
-    // Blocks are a multiple of 8 channels so that no task ends on a sliver of a register tile.
-    let per_task = channels.div_ceil(tasks).next_multiple_of(8);
+    // Blocks are a whole number of register tiles, so no task ends on a sliver of one.
+    let per_task = channels.div_ceil(tasks).next_multiple_of(align.max(1));
     out.par_chunks_mut(per_task * channel_len)
         .enumerate()
         .for_each(|(i, block)| f(i * per_task, block.len() / channel_len, block));

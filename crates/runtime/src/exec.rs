@@ -38,18 +38,21 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// Runs `op` on `inputs`, writing its result, of shape `out_shape`, to `out`.
+/// Runs `op` on `inputs`, writing its result, of shape `out_shape`, to `out`. A convolution
+/// uses `packed_weights`, its constant weights packed when the session was created, when
+/// given and fitting.
 pub(crate) fn execute(
     op: &Op,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
 ) -> ExecResult {
     let x = inputs[0];
     match op {
         Op::Conv(attrs) => match &attrs.epilogue.pool {
-            None => conv(attrs, inputs, out_shape, out),
-            Some(stage) => conv_max_pool(attrs, stage, inputs, out_shape, out),
+            None => conv(attrs, inputs, packed_weights, out_shape, out),
+            Some(stage) => conv_max_pool(attrs, stage, inputs, packed_weights, out_shape, out),
         },
         Op::Pool(attrs) => pool(attrs, x, out_shape, out),
         Op::GlobalAveragePool => {
@@ -169,11 +172,38 @@ fn kernel_binary(op: BinaryOp) -> k::BinaryOp {
 fn conv(
     attrs: &ConvAttrs,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
 ) -> ExecResult {
     let (x, weights, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
+        return Err("strides and dilations must be positive".into());
+    }
+    let geometry = conv_geometry(attrs, x.shape(), out_shape);
     let (n, c, h, w) = nchw(x.shape());
+    let packed = packed_weights.filter(|p| p.fits(&geometry));
+    let bias = bias.map(|b| b.data());
+    let out_len: usize = out_shape[1..].iter().product();
+    let mut dst = out.chunks_mut(out_len.max(1));
+    for src in chunks(x.data(), c * h * w, n) {
+        let dst = dst.next().expect("one output image per input image");
+        match packed {
+            Some(packed) => k::conv2d_f32_packed(&geometry, src, packed, bias, dst),
+            None => k::conv2d_f32(&geometry, src, weights.data(), bias, dst),
+        }
+    }
+    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), out_shape, out)
+}
+
+/// The kernel geometry of a convolution with input shape `x_shape` ([n, c, h, w]) and output
+/// shape `out_shape`.
+pub(crate) fn conv_geometry(
+    attrs: &ConvAttrs,
+    x_shape: &[usize],
+    out_shape: &[usize],
+) -> k::Conv2dGeometry {
+    let (_, c, h, w) = nchw(x_shape);
     let (begin, _) = resolve_padding(
         &attrs.padding,
         [h, w],
@@ -181,7 +211,7 @@ fn conv(
         attrs.strides,
         attrs.dilations,
     );
-    let geometry = k::Conv2dGeometry {
+    k::Conv2dGeometry {
         in_channels: c,
         in_h: h,
         in_w: w,
@@ -197,17 +227,7 @@ fn conv(
         pad_top: begin[0],
         pad_left: begin[1],
         groups: attrs.groups,
-    };
-    if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
-        return Err("strides and dilations must be positive".into());
     }
-    let out_len: usize = out_shape[1..].iter().product();
-    let mut dst = out.chunks_mut(out_len.max(1));
-    for src in chunks(x.data(), c * h * w, n) {
-        let dst = dst.next().expect("one output image per input image");
-        k::conv2d_f32(&geometry, src, weights.data(), bias.map(|b| b.data()), dst);
-    }
-    apply_epilogue(&attrs.epilogue, inputs.get(3).copied(), out_shape, out)
 }
 
 /// The fused tail of a convolution, on its finished output: `act(out + residual)`.
@@ -249,10 +269,19 @@ fn conv_max_pool(
     attrs: &ConvAttrs,
     stage: &MaxPoolStage,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
 ) -> ExecResult {
-    conv_max_pool_in_bands(attrs, stage, inputs, out_shape, out, POOL_BAND_FLOATS)
+    conv_max_pool_in_bands(
+        attrs,
+        stage,
+        inputs,
+        packed_weights,
+        out_shape,
+        out,
+        POOL_BAND_FLOATS,
+    )
 }
 
 /// [`conv_max_pool`] with bands of about `band_floats` conv outputs (at least one pooled row).
@@ -260,6 +289,7 @@ fn conv_max_pool_in_bands(
     attrs: &ConvAttrs,
     stage: &MaxPoolStage,
     inputs: &[Operand<'_>],
+    packed_weights: Option<&k::PackedConvWeights<'_>>,
     out_shape: &[usize],
     out: &mut [f32],
     band_floats: usize,
@@ -380,13 +410,11 @@ fn conv_max_pool_in_bands(
                 let pad_top = (in_rows.start as isize - first).max(0) as usize;
                 let geometry = conv_geometry(in_rows.len(), new_rows.len(), pad_top);
                 fresh.resize(out_c * new_rows.len() * conv_w, 0.0);
-                k::conv2d_f32(
-                    &geometry,
-                    src,
-                    weights.data(),
-                    bias.map(|b| b.data()),
-                    &mut fresh,
-                );
+                let bias = bias.map(|b| b.data());
+                match packed_weights.filter(|p| p.fits(&geometry)) {
+                    Some(packed) => k::conv2d_f32_packed(&geometry, src, packed, bias, &mut fresh),
+                    None => k::conv2d_f32(&geometry, src, weights.data(), bias, &mut fresh),
+                }
                 if let Some(activation) = attrs.epilogue.activation {
                     for v in &mut fresh {
                         *v = activation.apply(*v);
@@ -834,7 +862,7 @@ mod tests {
             let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
             let conv_shape = Op::Conv(attrs.clone()).output_shape(&shapes).unwrap();
             let mut full = vec![0.0; conv_shape.iter().product()];
-            conv(&attrs, &inputs, &conv_shape, &mut full).unwrap();
+            conv(&attrs, &inputs, None, &conv_shape, &mut full).unwrap();
             let full = Operand {
                 shape: &conv_shape,
                 data: &full,
@@ -850,8 +878,16 @@ mod tests {
                 fused.epilogue.pool = Some(*stage);
                 for band in [1, 60, 200, 1 << 20] {
                     let mut got = vec![f32::NAN; want.len()];
-                    conv_max_pool_in_bands(&fused, stage, &inputs, &pool_shape, &mut got, band)
-                        .unwrap();
+                    conv_max_pool_in_bands(
+                        &fused,
+                        stage,
+                        &inputs,
+                        None,
+                        &pool_shape,
+                        &mut got,
+                        band,
+                    )
+                    .unwrap();
                     let same = got
                         .iter()
                         .zip(&want)

@@ -2,7 +2,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kestrel_graph::{Graph, Tensor, ValueId, ValueKind};
+use kestrel_graph::{Graph, Op, Tensor, ValueId, ValueKind};
+use kestrel_kernels as k;
 
 use crate::error::RuntimeError;
 use crate::exec::{self, Operand};
@@ -20,6 +21,9 @@ pub struct Session {
     graph: Graph,
     /// The threads every run executes on; kernels split their output channels across them.
     pool: rayon::ThreadPool,
+    /// Per node, a convolution's constant weights packed for the selected kernels, done once
+    /// here so that no run repacks them.
+    packed_conv_weights: Vec<Option<k::PackedConvWeights<'static>>>,
     /// The memory plan and arena of the last run, reused while the input shapes stay the same.
     prepared: Mutex<Option<Prepared>>,
 }
@@ -46,9 +50,11 @@ impl Session {
             .thread_name(|i| format!("kestrel-{i}"))
             .build()
             .map_err(|e| RuntimeError::Threads(e.to_string()))?;
+        let packed_conv_weights = pack_conv_weights(&graph);
         Ok(Session {
             graph,
             pool,
+            packed_conv_weights,
             prepared: Mutex::new(None),
         })
     }
@@ -236,13 +242,14 @@ impl Session {
             // slices (checked above); no other reference to this range exists during the call.
             let out =
                 unsafe { std::slice::from_raw_parts_mut(base.add(out_slot.offset), out_slot.len) };
-            exec::execute(&node.op, &operands, &shapes[node.output.0], out).map_err(|message| {
-                RuntimeError::Node {
+            let packed = self.packed_conv_weights[index].as_ref();
+            exec::execute(&node.op, &operands, packed, &shapes[node.output.0], out).map_err(
+                |message| RuntimeError::Node {
                     node: node.name.clone(),
                     op: node.op.name(),
                     message,
-                }
-            })?;
+                },
+            )?;
             if let (Some(times), Some(started)) = (profile.as_deref_mut(), started) {
                 times.push(started.elapsed());
             }
@@ -307,6 +314,64 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Packs the constant weights of every convolution for the selected kernels. The layout's
+/// orientation follows the nominal shapes (free input dimensions at 1); a run on other spatial
+/// sizes still uses the packed weights. A convolution whose weights are computed, or whose
+/// nominal shapes do not make a valid geometry, gets `None` and runs on its raw weights.
+fn pack_conv_weights(graph: &Graph) -> Vec<Option<k::PackedConvWeights<'static>>> {
+    let isa = k::selected_isa();
+    let nominal_inputs: Vec<&[usize]> = graph
+        .inputs
+        .iter()
+        .map(|&id| graph.value(id).shape.as_slice())
+        .collect();
+    let Ok(shapes) = graph.infer_shapes(&nominal_inputs) else {
+        return vec![None; graph.nodes.len()];
+    };
+    let mut packed_bytes = 0usize;
+    let packed: Vec<_> = graph
+        .nodes
+        .iter()
+        .map(|node| {
+            let Op::Conv(attrs) = &node.op else {
+                return None;
+            };
+            let weights = graph.constant(*node.inputs.get(1)?)?;
+            let x_shape = &shapes[node.inputs.first()?.0];
+            let out_shape = &shapes[node.output.0];
+            if x_shape.len() != 4 || out_shape.len() != 4 {
+                return None;
+            }
+            if attrs.strides.contains(&0) || attrs.dilations.contains(&0) || attrs.groups == 0 {
+                return None;
+            }
+            let geometry = exec::conv_geometry(attrs, x_shape, out_shape);
+            let weights_len = [
+                geometry.out_channels,
+                geometry.in_channels / geometry.groups,
+                geometry.kernel_h,
+                geometry.kernel_w,
+            ]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let shape_ok = geometry.in_channels.is_multiple_of(geometry.groups)
+                && geometry.out_channels.is_multiple_of(geometry.groups)
+                && weights_len == Some(weights.data().len());
+            if !shape_ok {
+                return None;
+            }
+            let packed = k::pack_conv_weights_f32(isa, &geometry, weights.data());
+            packed_bytes += 4 * packed.as_slice().len();
+            Some(packed)
+        })
+        .collect();
+    log::debug!(
+        "packed the weights of {} convolution(s) for {isa} kernels: {packed_bytes} bytes",
+        packed.iter().flatten().count()
+    );
+    packed
 }
 
 /// Every core the operating system lets this process use.

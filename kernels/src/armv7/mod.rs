@@ -51,7 +51,32 @@ impl MicroKernel for NeonArmv7 {
     const KC: usize = 256;
     const NC: usize = 2048;
 
-    fn tile(&self, kc: usize, a: &[f32], b: &[f32], alpha: f32, c: &mut [f32], ldc: usize) {
+    fn tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        alpha: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if kc == 0 {
+            return;
+        }
+        if ldb != NR {
+            // The assembly walks a packed sliver; B rows read in place are gathered into one
+            // first, a depth block at a time.
+            let mut sliver = [0.0f32; Self::KC * NR];
+            for p0 in (0..kc).step_by(Self::KC) {
+                let steps = Self::KC.min(kc - p0);
+                for (p, dst) in sliver.chunks_exact_mut(NR).take(steps).enumerate() {
+                    dst.copy_from_slice(&b[(p0 + p) * ldb..][..NR]);
+                }
+                self.tile(steps, &a[p0 * MR..], &sliver, NR, alpha, c, ldc);
+            }
+            return;
+        }
         assert!(a.len() >= kc * MR && b.len() >= kc * NR);
         assert!(c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: `self` exists only if the CPU has NEON; the asserts bound every read of

@@ -67,25 +67,27 @@ impl Conv2dGeometry {
     /// Panics unless strides, dilations and groups are non-zero and groups divide both channel
     /// counts.
     pub(crate) fn assert_valid(&self) {
-        assert!(self.groups > 0, "conv2d: groups must be > 0");
-        assert_eq!(
-            self.in_channels % self.groups,
-            0,
-            "conv2d: groups must divide in_channels"
-        );
-        assert_eq!(
-            self.out_channels % self.groups,
-            0,
-            "conv2d: groups must divide out_channels"
-        );
-        assert!(
-            self.stride_h > 0 && self.stride_w > 0,
-            "conv2d: strides must be > 0"
-        );
-        assert!(
-            self.dilation_h > 0 && self.dilation_w > 0,
-            "conv2d: dilations must be > 0"
-        );
+        if let Some(problem) = self.problem() {
+            panic!("conv2d: {problem}");
+        }
+    }
+
+    /// What makes the geometry unusable, if anything: a zero stride, dilation or group count,
+    /// or groups that do not divide both channel counts.
+    pub(crate) fn problem(&self) -> Option<&'static str> {
+        if self.groups == 0 {
+            Some("groups must be > 0")
+        } else if !self.in_channels.is_multiple_of(self.groups) {
+            Some("groups must divide in_channels")
+        } else if !self.out_channels.is_multiple_of(self.groups) {
+            Some("groups must divide out_channels")
+        } else if self.stride_h == 0 || self.stride_w == 0 {
+            Some("strides must be > 0")
+        } else if self.dilation_h == 0 || self.dilation_w == 0 {
+            Some("dilations must be > 0")
+        } else {
+            None
+        }
     }
 
     /// Offset of kernel row `ky` from `oy * stride_h` in input rows.
@@ -113,32 +115,86 @@ pub fn conv2d_f32(
     bias: Option<&[f32]>,
     output: &mut [f32],
 ) {
-    conv2d_f32_with_gemm(
-        g,
-        input,
-        weights,
-        bias,
-        output,
-        &|m, n, k, a, lda, b, ldb, c, ldc| {
-            gemm_acc_f32_4xnc(m, n, k, 1.0, a, lda, 1, b, ldb, c, ldc)
+    g.assert_valid();
+    assert_eq!(weights.len(), g.weights_len(), "conv2d: weights length");
+    let k = g.in_channels_per_group() * g.kernel_h * g.kernel_w;
+    let cout_g = g.out_channels_per_group();
+    let products = ConvProducts {
+        raw_weights: Some(weights),
+        channel_align: 8,
+        gemm: &|grp, first, rows, n, b, ldb, c, ldc| {
+            let w = &weights[(grp * cout_g + first) * k..];
+            gemm_acc_f32_4xnc(rows, n, k, 1.0, w, k, 1, b, ldb, c, ldc)
         },
-    );
+    };
+    conv2d_f32_with_products(g, input, bias, output, &products);
 }
 
-/// C[m x n] += A[m x k] * B[k x n], all row-major with the given row strides:
-/// `(m, n, k, a, lda, b, ldb, c, ldc)`. Lets the ISA-specific modules run this convolution
-/// driver on their own gemm.
-pub(crate) type GemmAcc<'a> =
-    &'a (dyn Fn(usize, usize, usize, &[f32], usize, &[f32], usize, &mut [f32], usize) + Sync);
+/// How a convolution driver gets its dense products done, so the ISA-specific modules can run
+/// it on their own gemm and weight layout.
+pub(crate) struct ConvProducts<'a> {
+    /// The weights as given, [out_channels, in_channels/groups, kernel_h, kernel_w], when the
+    /// caller has them: depthwise convolutions then run directly on them, otherwise through
+    /// im2col and `gemm`.
+    pub raw_weights: Option<&'a [f32]>,
+    /// Threads split output channels into blocks that start at multiples of this.
+    pub channel_align: usize,
+    /// `(group, first, rows, n, b, ldb, c, ldc)`: C[rows x n] += W[rows x k] * B[k x n], W being
+    /// output channels `first..first + rows` of `group` (channel indices within the group,
+    /// `first` a multiple of `channel_align`) and k = in_channels/groups * kernel_h * kernel_w;
+    /// B and C are row-major with row strides `ldb` and `ldc`.
+    pub gemm: GemmAcc<'a>,
+}
 
-/// [`conv2d_f32`] with the dense products done by `gemm`.
-pub(crate) fn conv2d_f32_with_gemm(
+/// See [`ConvProducts::gemm`].
+pub(crate) type GemmAcc<'a> =
+    &'a (dyn Fn(usize, usize, usize, usize, &[f32], usize, &mut [f32], usize) + Sync);
+
+/// Whether the convolution is a 1x1, stride 1, unpadded one whose input already is the gemm's
+/// [in_channels, h * w] operand.
+pub(crate) fn is_pointwise(g: &Conv2dGeometry) -> bool {
+    g.kernel_h == 1
+        && g.kernel_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.out_h == g.in_h
+        && g.out_w == g.in_w
+}
+
+/// Whether [`conv2d_f32_with_products`] runs the convolution directly on raw weights (one
+/// input channel per group and not pointwise) when it has them.
+pub(crate) fn runs_direct(g: &Conv2dGeometry) -> bool {
+    g.in_channels_per_group() == 1 && !is_pointwise(g)
+}
+
+/// Output columns of each gemm the convolution issues: every position for a pointwise one,
+/// a block of whole output rows for im2col.
+pub(crate) fn gemm_columns(g: &Conv2dGeometry) -> usize {
+    if is_pointwise(g) {
+        g.out_h * g.out_w
+    } else {
+        im2col_block_rows(g) * g.out_w
+    }
+}
+
+/// Output rows per im2col block: as many as fit the buffer budget, at least enough for
+/// `IM2COL_MIN_COLS` columns.
+fn im2col_block_rows(g: &Conv2dGeometry) -> usize {
+    let k = g.in_channels_per_group() * g.kernel_h * g.kernel_w;
+    (IM2COL_BLOCK_FLOATS / (k * g.out_w).max(1))
+        .max(IM2COL_MIN_COLS.div_ceil(g.out_w.max(1)))
+        .clamp(1, g.out_h.max(1))
+}
+
+/// [`conv2d_f32`] with the dense products done by `products`.
+pub(crate) fn conv2d_f32_with_products(
     g: &Conv2dGeometry,
     input: &[f32],
-    weights: &[f32],
     bias: Option<&[f32]>,
     output: &mut [f32],
-    gemm: GemmAcc<'_>,
+    products: &ConvProducts<'_>,
 ) {
     g.assert_valid();
     assert_eq!(
@@ -146,7 +202,6 @@ pub(crate) fn conv2d_f32_with_gemm(
         g.in_channels * g.in_h * g.in_w,
         "conv2d: input length"
     );
-    assert_eq!(weights.len(), g.weights_len(), "conv2d: weights length");
     if let Some(bias) = bias {
         assert_eq!(bias.len(), g.out_channels, "conv2d: bias length");
     }
@@ -169,20 +224,10 @@ pub(crate) fn conv2d_f32_with_gemm(
     if k == 0 {
         return;
     }
-    let pointwise = g.kernel_h == 1
-        && g.kernel_w == 1
-        && g.stride_h == 1
-        && g.stride_w == 1
-        && g.pad_top == 0
-        && g.pad_left == 0
-        && g.out_h == g.in_h
-        && g.out_w == g.in_w;
-    if pointwise {
-        conv2d_f32_pointwise_gemm(g, input, weights, output, gemm);
-    } else if g.in_channels_per_group() == 1 {
-        conv2d_f32_depthwise_direct(g, input, weights, output);
-    } else {
-        conv2d_f32_im2col_gemm(g, input, weights, output, gemm);
+    match products.raw_weights {
+        _ if is_pointwise(g) => conv2d_f32_pointwise_gemm(g, input, output, products),
+        Some(weights) if runs_direct(g) => conv2d_f32_depthwise_direct(g, input, weights, output),
+        _ => conv2d_f32_im2col_gemm(g, input, output, products),
     }
 }
 
@@ -190,18 +235,17 @@ pub(crate) fn conv2d_f32_with_gemm(
 fn conv2d_f32_pointwise_gemm(
     g: &Conv2dGeometry,
     input: &[f32],
-    weights: &[f32],
     output: &mut [f32],
-    gemm: GemmAcc<'_>,
+    products: &ConvProducts<'_>,
 ) {
     let hw = g.in_h * g.in_w;
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
     for grp in 0..g.groups {
-        let w = &weights[grp * cout_g * cin_g..(grp + 1) * cout_g * cin_g];
         let x = &input[grp * cin_g * hw..(grp + 1) * cin_g * hw];
         let y = &mut output[grp * cout_g * hw..(grp + 1) * cout_g * hw];
-        for_channel_blocks(y, cout_g, hw, &|first, rows, y| {
-            gemm(rows, hw, cin_g, &w[first * cin_g..], cin_g, x, hw, y, hw);
+        let align = products.channel_align;
+        for_channel_blocks(y, cout_g, hw, align, &|first, rows, y| {
+            (products.gemm)(grp, first, rows, hw, x, hw, y, hw);
         });
     }
 }
@@ -215,7 +259,7 @@ fn conv2d_f32_depthwise_direct(
     output: &mut [f32],
 ) {
     let out_hw = g.out_h * g.out_w;
-    for_channel_blocks(output, g.out_channels, out_hw, &|first, _, block| {
+    for_channel_blocks(output, g.out_channels, out_hw, 8, &|first, _, block| {
         depthwise_channels(g, input, weights, first, block);
     });
 }
@@ -276,14 +320,11 @@ fn axpy_strided_f32(a: f32, x: &[f32], stride: usize, y: &mut [f32]) {
 fn conv2d_f32_im2col_gemm(
     g: &Conv2dGeometry,
     input: &[f32],
-    weights: &[f32],
     output: &mut [f32],
-    gemm: GemmAcc<'_>,
+    products: &ConvProducts<'_>,
 ) {
     let k = g.in_channels_per_group() * g.kernel_h * g.kernel_w;
-    let block_rows = (IM2COL_BLOCK_FLOATS / (k * g.out_w))
-        .max(IM2COL_MIN_COLS.div_ceil(g.out_w))
-        .clamp(1, g.out_h);
+    let block_rows = im2col_block_rows(g);
     COL_BUFFER.with(|cell| {
         let mut fresh = Vec::new();
         let mut cached = cell.try_borrow_mut();
@@ -294,7 +335,7 @@ fn conv2d_f32_im2col_gemm(
         if col.len() < k * block_rows * g.out_w {
             col.resize(k * block_rows * g.out_w, 0.0);
         }
-        im2col_blocks(g, input, weights, output, gemm, block_rows, col);
+        im2col_blocks(g, input, output, products, block_rows, col);
     });
 }
 
@@ -308,9 +349,8 @@ thread_local! {
 fn im2col_blocks(
     g: &Conv2dGeometry,
     input: &[f32],
-    weights: &[f32],
     output: &mut [f32],
-    gemm: GemmAcc<'_>,
+    products: &ConvProducts<'_>,
     block_rows: usize,
     col: &mut [f32],
 ) {
@@ -320,7 +360,6 @@ fn im2col_blocks(
     let k = cin_g * g.kernel_h * g.kernel_w;
     for grp in 0..g.groups {
         let x = &input[grp * cin_g * in_hw..(grp + 1) * cin_g * in_hw];
-        let w = &weights[grp * cout_g * k..(grp + 1) * cout_g * k];
         for oy0 in (0..g.out_h).step_by(block_rows) {
             let oy1 = (oy0 + block_rows).min(g.out_h);
             let n = (oy1 - oy0) * g.out_w;
@@ -329,9 +368,10 @@ fn im2col_blocks(
 
             let col = &*col;
             let y = &mut output[grp * cout_g * out_hw..(grp + 1) * cout_g * out_hw];
-            for_channel_blocks(y, cout_g, out_hw, &|first, rows, y| {
+            let align = products.channel_align;
+            for_channel_blocks(y, cout_g, out_hw, align, &|first, rows, y| {
                 let y = &mut y[oy0 * g.out_w..];
-                gemm(rows, n, k, &w[first * k..], k, col, n, y, out_hw);
+                (products.gemm)(grp, first, rows, n, col, n, y, out_hw);
             });
         }
     }

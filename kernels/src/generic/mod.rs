@@ -10,8 +10,8 @@ mod pool;
 pub mod reference;
 mod softmax;
 
-pub(crate) use conv::conv2d_f32_with_gemm;
 pub use conv::{conv2d_f32, Conv2dGeometry};
+pub(crate) use conv::{conv2d_f32_with_products, gemm_columns, runs_direct, ConvProducts};
 pub use elementwise::{binary_broadcast_f32, channel_affine_f32, clip_f32, relu_f32, BinaryOp};
 pub(crate) use gemm::dot_f32;
 pub use gemm::gemm_f32;

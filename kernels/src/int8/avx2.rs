@@ -17,8 +17,10 @@
 //! Activation packing and the requantizing epilogue are vectorised too, because on shallow
 //! layers (a 1x1 over 64 channels is 64 MACs per output) a scalar epilogue costs as much as
 //! the products: packing interleaves two depth rows of 16 bytes and widens them in four
-//! instructions, and requantization handles eight outputs per step with `vpmuldq` (see
-//! [`requantize_avx2`] for why it stays bit-exact).
+//! instructions, and requantization handles sixteen outputs per step, in f64 for ordinary
+//! scales and with a `vpmuldq` fixed-point form otherwise (see [`requantize_avx2`] for why
+//! both stay bit-exact). A sliver with at most eight live columns (the tail of a 7x7 or
+//! 14x14 map) runs a half-width 6 x 8 tile.
 
 use std::arch::x86_64::*;
 

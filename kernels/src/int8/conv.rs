@@ -314,7 +314,7 @@ fn gemm_blocks<K: I8MicroKernel, T: Activation, O: OutElem>(
                 pack_b(kern, bp, col, n, k, n);
             }
             let bp = &*bp;
-            for_channel_blocks(out_g, cout_g, out_hw, &|first, count, block| {
+            for_channel_blocks(out_g, cout_g, out_hw, 8, &|first, count, block| {
                 gemm_packed(
                     kern,
                     a,
@@ -357,7 +357,7 @@ fn depthwise<K: I8MicroKernel, T: Activation, O: OutElem>(
     let out_hw = g.out_h * g.out_w;
     let cout_g = g.out_channels_per_group();
     let taps = g.kernel_h * g.kernel_w;
-    for_channel_blocks(out, g.out_channels, out_hw, &|first, count, block| {
+    for_channel_blocks(out, g.out_channels, out_hw, 8, &|first, count, block| {
         let mut acc = vec![0i32; out_hw];
         for (oc, dst) in (first..first + count).zip(block.chunks_exact_mut(out_hw)) {
             let in_ch = &x[(oc / cout_g) * in_hw..][..in_hw];

@@ -226,7 +226,7 @@ impl QuantByte for i8 {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ChannelRequant {
     pub(crate) scalar: Requantizer,
-    // Only the AVX2 and aarch64 NEON epilogues read it; armv7 runs the scalar form.
+    /// Read by the vector epilogues (AVX2, NEON); armv7 runs only the scalar form.
     #[cfg_attr(
         not(any(target_arch = "x86_64", target_arch = "aarch64")),
         allow(dead_code)

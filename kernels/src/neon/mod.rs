@@ -34,12 +34,25 @@ impl MicroKernel for Neon {
     const KC: usize = 256;
     const NC: usize = 2048;
 
-    fn tile(&self, kc: usize, a: &[f32], b: &[f32], alpha: f32, c: &mut [f32], ldc: usize) {
-        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    fn tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        alpha: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if kc == 0 {
+            return;
+        }
+        assert!(a.len() >= kc * MR && b.len() >= (kc - 1) * ldb + NR);
         assert!(c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: NEON is baseline on aarch64; the asserts bound every read of `a`/`b` (kc
-        // steps of 8 floats each) and every C access (8 rows of 8 floats, ldc apart).
-        unsafe { kernel_8x8(kc, a.as_ptr(), b.as_ptr(), alpha, c.as_mut_ptr(), ldc) }
+        // steps of 8 floats each, B's ldb apart) and every C access (8 rows of 8 floats, ldc
+        // apart).
+        unsafe { kernel_8x8(kc, a.as_ptr(), b.as_ptr(), ldb, alpha, c.as_mut_ptr(), ldc) }
     }
 }
 
@@ -51,19 +64,28 @@ macro_rules! fma_row {
     };
 }
 
-/// C[8 x 8] += alpha * A_panel * B_panel.
+/// C[8 x 8] += alpha * A_panel * B_sliver, depth step p of B being the 8 floats at
+/// `b + p * ldb` (`ldb` is 8 for a packed sliver, the row stride for rows read in place).
 ///
 /// # Safety
-/// `a` valid for `kc * 8` reads, `b` for `kc * 8` reads and `c` for reads and writes of 8
-/// floats at each of `c + r * ldc`, r < 8.
-unsafe fn kernel_8x8(kc: usize, a: *const f32, b: *const f32, alpha: f32, c: *mut f32, ldc: usize) {
+/// `a` valid for `kc * 8` reads, `b` for 8 reads at each of `b + p * ldb`, p < kc, and `c` for
+/// reads and writes of 8 floats at each of `c + r * ldc`, r < 8.
+unsafe fn kernel_8x8(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    alpha: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     let zero = vdupq_n_f32(0.0);
     let mut acc = [[zero; 2]; MR];
     for p in 0..kc {
-        // SAFETY: p < kc, so A and B floats p*8..p*8+8 are in bounds.
+        // SAFETY: p < kc, so A floats p*8..p*8+8 and B floats p*ldb..p*ldb+8 are in bounds.
         unsafe {
             let ap = a.add(p * MR);
-            let bp = b.add(p * NR);
+            let bp = b.add(p * ldb);
             let a0 = vld1q_f32(ap);
             let a1 = vld1q_f32(ap.add(4));
             let b0 = vld1q_f32(bp);

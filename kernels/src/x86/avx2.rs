@@ -34,13 +34,32 @@ impl MicroKernel for Avx2Fma {
     const KC: usize = 256;
     const NC: usize = 4080;
 
-    fn tile(&self, kc: usize, a: &[f32], b: &[f32], alpha: f32, c: &mut [f32], ldc: usize) {
-        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    fn tile(
+        &self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        ldb: usize,
+        alpha: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if kc == 0 {
+            return;
+        }
+        assert!(a.len() >= kc * MR && b.len() >= (kc - 1) * ldb + NR);
         assert!(c.len() >= (MR - 1) * ldc + NR);
         // SAFETY: `self` exists only if AVX2 and FMA were detected; the asserts above bound
-        // every read of `a`/`b` (kc steps of MR and NR floats) and every C access (MR rows of
-        // NR floats, ldc apart).
-        unsafe { kernel_6x16(kc, a.as_ptr(), b.as_ptr(), alpha, c.as_mut_ptr(), ldc) }
+        // every read of `a`/`b` (kc steps of MR floats, and of NR floats ldb apart) and every
+        // C access (MR rows of NR floats, ldc apart).
+        unsafe { kernel_6x16(kc, a.as_ptr(), b.as_ptr(), ldb, alpha, c.as_mut_ptr(), ldc) }
+    }
+
+    fn prefetch(&self, data: &[f32]) {
+        for line in data.chunks(16) {
+            // SAFETY: prefetch is only a hint and never faults; the address is in `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) }
+        }
     }
 
     fn gemv_dot(&self, x: &[f32], b: &[f32], ldb: usize, alpha: f32, y: &mut [f32]) {
@@ -64,16 +83,19 @@ impl MicroKernel for Avx2Fma {
     }
 }
 
-/// C[6 x 16] += alpha * A_panel * B_panel.
+/// C[6 x 16] += alpha * A_panel * B_sliver, depth step p of B being the 16 floats at
+/// `b + p * ldb` (`ldb` is 16 for a packed sliver, the row stride for rows read in place).
 ///
 /// # Safety
-/// AVX2 and FMA must be available; `a` must be valid for `kc * 6` reads, `b` for `kc * 16`
-/// reads and `c` for reads and writes of 16 floats at each of `c + r * ldc`, r < 6.
+/// AVX2 and FMA must be available; `a` must be valid for `kc * 6` reads, `b` for 16 reads at
+/// each of `b + p * ldb`, p < kc, and `c` for reads and writes of 16 floats at each of
+/// `c + r * ldc`, r < 6.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_6x16(
     kc: usize,
     a: *const f32,
     b: *const f32,
+    ldb: usize,
     alpha: f32,
     c: *mut f32,
     ldc: usize,
@@ -90,9 +112,9 @@ unsafe fn kernel_6x16(
     }
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for p in 0..kc {
-        // SAFETY: p < kc, so B floats p*16..p*16+16 and A floats p*6..p*6+6 are in bounds.
+        // SAFETY: p < kc, so B floats p*ldb..p*ldb+16 and A floats p*6..p*6+6 are in bounds.
         unsafe {
-            let bp = b.add(p * NR);
+            let bp = b.add(p * ldb);
             let b0 = _mm256_loadu_ps(bp);
             let b1 = _mm256_loadu_ps(bp.add(8));
             let ap = a.add(p * MR);

@@ -59,3 +59,19 @@ pub fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
         );
     }
 }
+
+/// Checks |actual - expected| <= 1e-5 * max `bound` element-wise, where `bound` holds each
+/// output's sum of |terms| (the same computation on absolute values). A sum that cancels to
+/// near zero then gets the tolerance its terms' size warrants, which `assert_close` (scaled by
+/// the results themselves) would not give it when every output cancels.
+pub fn assert_close_to_bound(actual: &[f32], expected: &[f32], bound: &[f32], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let scale = bound.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let tol = 1e-5 * scale.max(f32::MIN_POSITIVE);
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= tol,
+            "{what}: element {i}: got {a}, expected {e} (tolerance {tol})"
+        );
+    }
+}
