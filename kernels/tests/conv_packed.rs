@@ -4,42 +4,12 @@
 
 mod common;
 
-use common::{assert_close_to_bound, random, SIZES};
+use common::{assert_close_to_bound, geometry, random, SIZES};
 use kestrel_kernels::{
     conv2d_f32_packed, conv2d_f32_with, conv_weights_layout, gemm_f32_with, pack_conv_weights_f32,
     reference, Conv2dGeometry, ConvWeightsLayout, Isa, PackedConvWeights, PackedWeightsError,
 };
 use proptest::prelude::*;
-
-#[allow(clippy::too_many_arguments)]
-fn geometry(
-    cin: usize,
-    cout: usize,
-    groups: usize,
-    hw: (usize, usize),
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-) -> Option<Conv2dGeometry> {
-    let out = |i: usize| (i + 2 * pad).checked_sub(kernel).map(|s| s / stride + 1);
-    Some(Conv2dGeometry {
-        in_channels: cin * groups,
-        in_h: hw.0,
-        in_w: hw.1,
-        out_channels: cout * groups,
-        out_h: out(hw.0)?,
-        out_w: out(hw.1)?,
-        kernel_h: kernel,
-        kernel_w: kernel,
-        stride_h: stride,
-        stride_w: stride,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: pad,
-        pad_left: pad,
-        groups,
-    })
-}
 
 fn pointwise(cin: usize, cout: usize, hw: usize) -> Conv2dGeometry {
     geometry(cin, cout, 1, (hw, hw), 1, 1, 0).unwrap()

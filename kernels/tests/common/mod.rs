@@ -1,5 +1,6 @@
 //! Helpers shared by the kernel integration tests.
 #![allow(dead_code)]
+use kestrel_kernels::Conv2dGeometry;
 
 /// Sizes that straddle vector widths and unroll factors.
 pub const SIZES: [usize; 6] = [1, 3, 7, 11, 15, 17];
@@ -74,4 +75,36 @@ pub fn assert_close_to_bound(actual: &[f32], expected: &[f32], bound: &[f32], wh
             "{what}: element {i}: got {a}, expected {e} (tolerance {tol})"
         );
     }
+}
+
+/// A square-kernel convolution of `groups` groups of `cin -> cout` channels over an `hw` map,
+/// or `None` when the kernel does not fit the padded input.
+#[allow(clippy::too_many_arguments)]
+pub fn geometry(
+    cin: usize,
+    cout: usize,
+    groups: usize,
+    hw: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> Option<Conv2dGeometry> {
+    let out = |i: usize| (i + 2 * pad).checked_sub(kernel).map(|s| s / stride + 1);
+    Some(Conv2dGeometry {
+        in_channels: cin * groups,
+        in_h: hw.0,
+        in_w: hw.1,
+        out_channels: cout * groups,
+        out_h: out(hw.0)?,
+        out_w: out(hw.1)?,
+        kernel_h: kernel,
+        kernel_w: kernel,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: pad,
+        pad_left: pad,
+        groups,
+    })
 }
